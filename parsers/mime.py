@@ -1,0 +1,170 @@
+"""Bounded MIME parsing.
+
+Python 3.11's email package is quadratic or worse on some shapes (thousands of
+parts, huge address headers, deep nesting; see shared/reliability.md B13-B20), so
+every message is measured with cheap byte scans *before* the real parser sees it.
+A message over a limit is refused with a reason instead of hanging the worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+_HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
+_DELIMITER_LINE = re.compile(rb"^--", re.MULTILINE)
+_BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one inbound message; defaults follow Dovecot's and RFC 5321's spirit."""
+
+    max_bytes: int = 32 * 1024 * 1024
+    max_header_bytes: int = 256 * 1024
+    max_headers: int = 1000
+    max_header_value_bytes: int = 32 * 1024
+    max_parts: int = 1000
+    max_multiparts: int = 50
+    max_defects_reported: int = 20
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """The parse result; ``message`` is None when the input was refused."""
+
+    message: EmailMessage | None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def refused(self) -> bool:
+        return self.message is None
+
+
+def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
+    """Parse ``raw`` only if cheap scans show the stdlib parser can do it quickly."""
+    if len(raw) > limits.max_bytes:
+        return ParsedMessage(
+            None, (f"message is {len(raw)} bytes, over the {limits.max_bytes} limit",)
+        )
+    end = _HEADER_END.search(raw, 0, limits.max_header_bytes + 4)
+    header_len = end.start() if end else min(len(raw), limits.max_header_bytes + 1)
+    if header_len > limits.max_header_bytes:
+        return ParsedMessage(None, (f"header block over {limits.max_header_bytes} bytes",))
+    header_count = len(_HEADER_START.findall(raw, 0, header_len))
+    if header_count > limits.max_headers:
+        return ParsedMessage(
+            None, (f"{header_count} header lines, over the {limits.max_headers} limit",)
+        )
+    multiparts = len(_BOUNDARY_PARAM.findall(raw))
+    if multiparts > limits.max_multiparts:
+        return ParsedMessage(
+            None, (f"{multiparts} multipart containers, over the {limits.max_multiparts} limit",)
+        )
+    delimiters = len(_DELIMITER_LINE.findall(raw))
+    if delimiters > limits.max_parts * 2:
+        return ParsedMessage(
+            None, (f"about {delimiters} MIME parts, over the {limits.max_parts} limit",)
+        )
+
+    problems: list[str] = []
+    to_parse = _drop_oversized_headers(raw, header_len, limits.max_header_value_bytes, problems)
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(to_parse)
+    except (RecursionError, MemoryError) as exc:
+        return ParsedMessage(
+            None, (f"message structure too complex to parse ({type(exc).__name__})",)
+        )
+    except Exception as exc:  # the stdlib parser has no documented exception set
+        return ParsedMessage(None, (f"parser failed: {type(exc).__name__}",))
+    assert isinstance(message, EmailMessage)
+    problems.extend(_defects(message, limits.max_defects_reported))
+    return ParsedMessage(message, tuple(problems))
+
+
+def _drop_oversized_headers(raw: bytes, header_len: int, cap: int, problems: list[str]) -> bytes:
+    """Remove single headers too long to parse in linear time (e.g. To: with 20,000 addresses)."""
+    starts = [m.start() for m in _HEADER_START.finditer(raw, 0, header_len)] + [header_len]
+    oversized = [(a, b) for a, b in itertools.pairwise(starts) if b - a > cap]
+    if not oversized:
+        return raw
+    pieces: list[bytes] = []
+    cursor = 0
+    for a, b in oversized:
+        name = raw[a : min(b, a + 80)].split(b":", 1)[0].decode("ascii", "replace")
+        problems.append(f"header {name} is {b - a} bytes, over the {cap} limit; not parsed")
+        pieces.append(raw[cursor:a])
+        cursor = b
+    pieces.append(raw[cursor:])
+    return b"".join(pieces)
+
+
+def _defects(message: EmailMessage, cap: int) -> list[str]:
+    found: list[str] = []
+    for part in _walk(message, cap * 50):
+        for defect in getattr(part, "defects", ()):
+            found.append(f"MIME defect: {type(defect).__name__}")
+            if len(found) >= cap:
+                return found
+    return found
+
+
+def _walk(message: EmailMessage, cap: int) -> list[EmailMessage]:
+    """Iterative walk: ``Message.walk`` recurses and nested message/rfc822 can be deep."""
+    out: list[EmailMessage] = []
+    stack: list[EmailMessage] = [message]
+    while stack and len(out) < cap:
+        part = stack.pop()
+        out.append(part)
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend(reversed([p for p in payload if isinstance(p, EmailMessage)]))
+    return out
+
+
+def walk_parts(message: EmailMessage, cap: int = 2000) -> list[EmailMessage]:
+    """All parts depth-first, bounded, without recursion."""
+    return _walk(message, cap)
+
+
+def clean_text(value: str, max_len: int = 998) -> str:
+    """Make decoded header text safe to reuse: no CR/LF/NUL/bidi controls, bounded length.
+
+    An encoded word can decode to a real line break (B26); removing it here means no
+    later ``Re: <subject>`` can inject a header or poison the outbox.
+    """
+    value = _CONTROL.sub(" ", value.replace("\t", " "))
+    return _WHITESPACE.sub(" ", value).strip()[:max_len]
+
+
+def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
+    """Decoded values of a header; a header the parser chokes on is returned raw."""
+    raw_items = message._headers  # raw (name, value) pairs; get_all() would parse every one
+    values: list[str] = []
+    for key, value in raw_items:
+        if key.lower() != name.lower():
+            continue
+        try:
+            values.append(str(message.policy.header_fetch_parse(key, value)))
+        except Exception:
+            values.append(str(value))
+        if len(values) >= cap:
+            break
+    return values
+
+
+def header_text(message: EmailMessage, name: str, max_len: int = 998) -> str | None:
+    """The first value of a header, decoded and cleaned; None when absent."""
+    values = header_values(message, name, cap=1)
+    return clean_text(values[0], max_len) if values else None
+
+
+def header_count(message: EmailMessage, name: str) -> int:
+    return sum(1 for key, _ in message._headers if key.lower() == name.lower())
