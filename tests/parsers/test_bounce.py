@@ -1,0 +1,365 @@
+"""Bounce recognition (reliability.md B57): who failed, why, and which of our messages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parsers.bounce import Bounce, BounceRecipient, parse_bounce
+from tests.parsers import fixtures_mail as fx
+
+# (builder, address, status, action, permanent, reporting_mta)
+BOUNCES: list[tuple[Callable[[], bytes], str, str, str, bool, str | None]] = [
+    (fx.postfix_dsn, "meter.ops@supplier-a.example", "5.1.1", "failed", True, "mx1.elexon.example"),
+    (fx.delayed_dsn, "settlement@dcc-b.example", "4.4.1", "delayed", False, "mx1.elexon.example"),
+    (
+        fx.office365_ndr,
+        "settlement@supplier-b.example",
+        "5.1.10",
+        "failed",
+        True,
+        "DB9PR01MB0001.eurprd01.prod.outlook.example",
+    ),
+    (fx.exchange_legacy_ndr, "j.smith@dcc-c.example", "5.1.1", "failed", True, "dcc-c.example"),
+    (
+        fx.qmail_bounce,
+        "readings@supplier-c.example",
+        "5.1.1",
+        "failed",
+        True,
+        "mail.supplier-c.example",
+    ),
+    (fx.exim_bounce, "agent@mop-d.example", "5.2.2", "failed", True, "relay.mop-d.example"),
+    (fx.gmail_bounce, "ops.team@nhh-e.example", "5.1.1", "failed", True, "googlemail.com"),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "address", "status", "action", "permanent", "mta"),
+    BOUNCES,
+    ids=[b[0].__name__ for b in BOUNCES],
+)
+def test_bounce_shapes(
+    build: Callable[[], bytes],
+    address: str,
+    status: str,
+    action: str,
+    permanent: bool,
+    mta: str | None,
+) -> None:
+    bounce = parse_bounce(fx.parse(build()))
+    assert bounce is not None
+    assert [r.address for r in bounce.recipients] == [address]
+    first = bounce.recipients[0]
+    assert (first.status, first.action) == (status, action)
+    assert bounce.permanent is permanent
+    assert bounce.original_message_id == fx.OUR_ID
+    assert bounce.reporting_mta == mta
+    assert address in bounce.reason and status in bounce.reason
+    assert first.diagnostic and len(first.diagnostic) <= 500
+
+
+# (builder, why it is not a bounce)
+NOT_BOUNCES: list[tuple[Callable[[], bytes], str]] = [
+    (fx.mdn_read_receipt, "a read receipt is a report, not a failure"),
+    (fx.success_dsn, "Action: delivered is a success report"),
+    (fx.outlook_oof_english, "out-of-office"),
+    (fx.outlook_oof_german, "out-of-office"),
+    (fx.list_message, "list mail"),
+    (fx.human_mentions_undeliverable, "a person quoting bounce words"),
+    (fx.human_forwards_bounce, "a person forwarding someone else's bounce"),
+    (fx.human_with_suppress_header, "plain Outlook mail"),
+]
+
+
+@pytest.mark.parametrize(("build", "why"), NOT_BOUNCES, ids=[n[0].__name__ for n in NOT_BOUNCES])
+def test_not_bounces(build: Callable[[], bytes], why: str) -> None:
+    assert parse_bounce(fx.parse(build())) is None, why
+
+
+HUMAN_BOUNCE_WORDS = [
+    {"Subject": "Undeliverable: my last mail"},  # bounce subject, human sender, no notice
+    {"Subject": "Returned mail: see transcript", "Return-Path": "<alex@supplier-a.example>"},
+]
+
+
+@pytest.mark.parametrize("headers", HUMAN_BOUNCE_WORDS)
+def test_bounce_words_from_a_person_are_not_enough(headers: dict[str, str]) -> None:
+    body = "Hi, my mail to meter.ops@supplier-a.example was undeliverable (550 5.1.1).\n"
+    assert parse_bounce(fx.parse(fx.plain(headers, body))) is None
+
+
+def test_envelope_null_sender_and_notice() -> None:
+    body = (
+        "Your message could not be delivered to the following recipients:\n\n"
+        "  ops@dcc-b.example: 550 5.1.1 mailbox unavailable\n"
+    )
+    raw = fx.plain({"From": "Delivery Robot <robot@relay.example>", "Subject": "Notice"}, body)
+    assert parse_bounce(fx.parse(raw)) is None  # no machine signal in the headers
+    bounce = parse_bounce(fx.parse(raw), envelope_from="")
+    assert bounce is not None
+    assert bounce.recipients[0].address == "ops@dcc-b.example"
+    assert bounce.recipients[0].status == "5.1.1"
+
+
+def test_arf_feedback_report() -> None:
+    bounce = parse_bounce(fx.parse(fx.arf_complaint()))
+    assert bounce is not None
+    assert bounce.recipients == (
+        BounceRecipient("jane.doe@isp.example", None, "complained", "feedback-type: abuse"),
+    )
+    assert bounce.original_message_id == fx.OUR_ID
+    assert bounce.permanent
+
+
+def _ses_mail(kind: str, sender: str = "AWS Notifications <no-reply@sns.amazonaws.com>") -> bytes:
+    event: dict[str, object] = {
+        "notificationType": kind,
+        "mail": {"commonHeaders": {"messageId": fx.OUR_ID}},
+    }
+    if kind == "Bounce":
+        event["bounce"] = {
+            "bounceType": "Transient",
+            "bouncedRecipients": [
+                {
+                    "emailAddress": "ops@dcc-b.example",
+                    "action": "delayed",
+                    "status": "4.2.2",
+                    "diagnosticCode": "smtp; 452 4.2.2 mailbox full",
+                }
+            ],
+            "reportingMTA": "dsn; a1-2.smtp-out.eu-west-2.amazonses.com",
+        }
+    body = json.dumps({"Type": "Notification", "Message": json.dumps(event)})
+    return fx.plain({"From": sender, "Subject": "AWS Notification Message"}, body)
+
+
+def test_amazon_ses_json_notification() -> None:
+    bounce = parse_bounce(fx.parse(_ses_mail("Bounce")))
+    assert bounce is not None
+    assert bounce.recipients[0] == BounceRecipient(
+        "ops@dcc-b.example", "4.2.2", "delayed", "452 4.2.2 mailbox full"
+    )
+    assert bounce.permanent is False
+    assert bounce.original_message_id == fx.OUR_ID
+    assert bounce.reporting_mta == "a1-2.smtp-out.eu-west-2.amazonses.com"
+    assert parse_bounce(fx.parse(_ses_mail("Delivery"))) is None
+    # the same JSON pasted by a person into a question is not a bounce
+    assert parse_bounce(fx.parse(_ses_mail("Bounce", "Alex <alex@supplier-a.example>"))) is None
+
+
+def test_envelope_id_and_json() -> None:
+    bounce = parse_bounce(fx.parse(fx.postfix_dsn()))
+    assert bounce is not None
+    assert bounce.envelope_id == "CPSD-000123-7"
+    data = bounce.to_json()
+    assert data["recipients"] == [
+        {
+            "address": "meter.ops@supplier-a.example",
+            "status": "5.1.1",
+            "action": "failed",
+            "diagnostic": bounce.recipients[0].diagnostic,
+        }
+    ]
+    assert data["original_message_id"] == fx.OUR_ID
+    assert data["permanent"] is True
+    assert set(data) >= {
+        "recipients",
+        "original_message_id",
+        "reason",
+        "permanent",
+        "reporting_mta",
+    }
+
+
+def test_returned_original_as_message_rfc822() -> None:
+    bounce = parse_bounce(fx.parse(fx.postfix_dsn(headers_only=False)))
+    assert bounce is not None and bounce.original_message_id == fx.OUR_ID
+
+
+def test_status_refined_from_diagnostic() -> None:
+    raw = fx.postfix_dsn(status="5.0.0")
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None and bounce.recipients[0].status == "5.1.1"
+
+
+def test_multiple_recipients_mixed_outcome_is_permanent() -> None:
+    raw = fx.postfix_dsn().replace(
+        b"Final-Recipient: rfc822; meter.ops",
+        b"Final-Recipient: rfc822; late@dcc-b.example\nAction: delayed\nStatus: 4.4.7\n\n"
+        b"Final-Recipient: rfc822; meter.ops",
+    )
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert [(r.address, r.action) for r in bounce.recipients] == [
+        ("late@dcc-b.example", "delayed"),
+        ("meter.ops@supplier-a.example", "failed"),
+    ]
+    assert bounce.permanent
+    assert "(+1 more)" in bounce.reason
+
+
+def test_dsn_without_boundary_lines_still_parses() -> None:
+    """A multipart/report whose boundary never appears (B15) is read as one text part."""
+    raw = fx.postfix_dsn().replace(b"--4F2A.1769850902/mx1.elexon.example", b"")
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert bounce.recipients[0].address == "meter.ops@supplier-a.example"
+    assert bounce.recipients[0].status == "5.1.1"
+
+
+def test_filter_wrapped_bounce_uses_the_inner_report() -> None:
+    inner = fx.postfix_dsn().decode()
+    raw = (
+        "From: MAILER-DAEMON@filter.example\nTo: cpsd@elexon.example\n"
+        "Subject: Returned mail\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="w"\n\n--w\nContent-Type: text/plain\n\n'
+        "The following addresses had permanent delivery errors\n\n--w\n"
+        "Content-Type: message/rfc822\n\n" + inner + "\n--w--\n"
+    )
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert bounce.recipients[0].address == "meter.ops@supplier-a.example"
+
+
+def test_diagnostic_is_bounded() -> None:
+    raw = fx.postfix_dsn(diagnostic="smtp; 550 5.1.1 " + "x" * 5000)
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert len(bounce.recipients[0].diagnostic or "") == 500
+
+
+def test_recipients_are_bounded() -> None:
+    blocks = "".join(
+        f"Final-Recipient: rfc822; user{i}@dcc-b.example\nAction: failed\nStatus: 5.1.1\n\n"
+        for i in range(500)
+    )
+    raw = fx.postfix_dsn().replace(
+        b"Final-Recipient: rfc822; meter.ops", blocks.encode() + b"Final-Recipient: rfc822; x"
+    )
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None and len(bounce.recipients) == 50
+
+
+def test_huge_hostile_body_is_fast() -> None:
+    body = "Hi\n" + ">" * 700_000 + "\n" + ("a.a-" * 200_000) + "\n"
+    raw = fx.plain({"From": "MAILER-DAEMON@mx.example", "Subject": "failure notice"}, body)
+    message = fx.parse(raw)
+    started = time.perf_counter()
+    parse_bounce(message)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_bounce_dataclasses_are_frozen() -> None:
+    bounce = Bounce((), None, "x", True, None)
+    with pytest.raises(AttributeError):
+        bounce.reason = "y"  # type: ignore[misc]
+
+
+class _Exploding(EmailMessage):
+    def raw_items(self) -> Iterator[tuple[str, Any]]:
+        raise ValueError("boom")
+
+    def get_content_type(self) -> str:
+        raise ValueError("boom")
+
+    def get_payload(self, *args: object, **kwargs: object) -> object:
+        raise ValueError("boom")
+
+
+def test_never_raises_on_exploding_message() -> None:
+    assert parse_bounce(_Exploding()) is None
+
+
+MALFORMED = [
+    b"",
+    b"\n\n",
+    b"Content-Type: multipart/report; report-type=delivery-status\n\nno boundary at all\n",
+    b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x\n"
+    b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n!!!!\n--x--\n",
+    b"From: MAILER-DAEMON\nSubject: =?iso-2022-jp?b?GyRC?=\n\n\x1b$B%a!<%k\x1b(B\n",
+    b"From: postmaster@x\nContent-Type: text/plain; charset=no-such-charset\n\n"
+    b"Undeliverable \xff\xfe 550 5.1.1 <a@b.example>\n",
+    b"From: postmaster@x\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n"
+    b"bm90IGJhc2U2NA===???\n",
+    b"Content-Type: message/rfc822\n\nContent-Type: message/rfc822\n\n" * 50,
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED)
+def test_malformed_never_raises(raw: bytes) -> None:
+    result = parse_bounce(fx.parse(raw))
+    assert result is None or isinstance(result, Bounce)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "From",
+                    "Subject",
+                    "Return-Path",
+                    "Content-Type",
+                    "X-Failed-Recipients",
+                    "Auto-Submitted",
+                    "Content-Transfer-Encoding",
+                ]
+            ),
+            st.one_of(
+                st.text(max_size=120),
+                st.sampled_from(
+                    [
+                        "multipart/report; report-type=delivery-status; boundary=b",
+                        "multipart/report; report-type=disposition-notification",
+                        "MAILER-DAEMON <>",
+                        "<>",
+                        "base64",
+                        "Undeliverable: x",
+                    ]
+                ),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.one_of(
+        st.text(max_size=400),
+        st.lists(
+            st.sampled_from(
+                [
+                    "Undeliverable",
+                    "550 5.1.1 <a\x00b@x.example>",
+                    "Final-Recipient: rfc822; \u202eevil@x.example",
+                    "Diagnostic-Code: smtp; 550 \x00 bad",
+                    "--- Below this line is a copy of the message.",
+                    "Message-ID: <id\x01@x>",
+                    "Action: delayed",
+                    "\n",
+                    "{",
+                ]
+            ),
+            max_size=12,
+        ).map("\n".join),
+    ),
+    st.sampled_from([None, "", "a@b.example"]),
+)
+def test_arbitrary_headers_and_body_never_raise(
+    headers: list[tuple[str, str]], body: str, envelope_from: str | None
+) -> None:
+    raw = "".join(f"{n}: {v}\n" for n, v in headers) + "\n" + body
+    message = fx.parse(raw.encode("utf-8", "surrogateescape"))
+    result = parse_bounce(message, envelope_from=envelope_from)
+    if result is not None:
+        assert isinstance(result.reason, str) and result.reason
+        assert len(result.recipients) <= 50
+        assert all(len(r.diagnostic or "") <= 500 for r in result.recipients)
+        text = json.dumps(result.to_json(), ensure_ascii=False)
+        assert not any(c in text for c in "\x00\r\n\u202e")  # values are safe single lines
