@@ -1,0 +1,138 @@
+"""SMTP ingest throughput: our durable listener against a bare aiosmtpd sink, same run.
+
+    .venv/bin/python bench/smtp_ingest.py [--messages 600] [--clients 1 8 32]
+
+Each client keeps one connection and sends 4 KB messages back to back. "Ours" is
+`cpsd-gateway serve` with the worker off (an ingest-only node), so what is measured is
+accept = raw bytes fsync'd + row committed before 250. The sink answers 250 and keeps
+nothing. Prints messages/second for both and their ratio (target ≥ 0.8 at 8 and 32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support import free_port, settings_text  # noqa: E402
+
+
+def message(i: int, run: str) -> bytes:
+    body = ("Summary: DIP rejected IF-041 for MPAN 1052601815905\n" * 80)[:3800]
+    return (
+        f"From: ops@brightenergy.example\r\nTo: cpsd@elexon.example\r\n"
+        f"Subject: bench {run} {i}\r\nMessage-ID: <bench-{run}-{i}@brightenergy.example>\r\n"
+        f"Date: Fri, 27 Nov 2026 09:15:00 +0000\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+async def blast(port: int, clients: int, total: int, run: str) -> float:
+    per_client = total // clients
+
+    async def client(c: int) -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await smtp.connect()
+        for i in range(per_client):
+            raw = message(c * per_client + i, run)
+            await smtp.sendmail("ops@brightenergy.example", ["cpsd@elexon.example"], raw)
+        await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    return per_client * clients / (time.perf_counter() - started)
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on {port} exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(100).startswith(b"220"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on {port} did not start")
+
+
+def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = tmp / "settings.toml"
+    config.write_text(settings_text(tmp, port, "enabled = false\n"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    wait_port(port, proc)
+    return proc, port
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc, port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=640)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
+    args = parser.parse_args()
+    failed = False
+    print(f"{'clients':>7} {'sink msg/s':>11} {'ours msg/s':>11} {'ratio':>6}")
+    for clients in args.clients:
+        best_sink = best_ours = 0.0
+        for r in range(args.rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                sink, sport = start_sink()
+                ours, oport = start_ours(Path(tmp))
+                try:
+                    run = f"{clients}-{r}-{os.getpid()}"
+                    best_sink = max(
+                        best_sink, asyncio.run(blast(sport, clients, args.messages, "s" + run))
+                    )
+                    best_ours = max(
+                        best_ours, asyncio.run(blast(oport, clients, args.messages, "o" + run))
+                    )
+                finally:
+                    for proc in (sink, ours):
+                        proc.terminate()
+                        proc.wait(30)
+        ratio = best_ours / best_sink
+        print(f"{clients:>7} {best_sink:>11.0f} {best_ours:>11.0f} {ratio:>6.2f}")
+        failed = failed or (clients >= 8 and ratio < 0.8)
+    print("target: ratio >= 0.80 at 8 and 32 clients:", "missed" if failed else "met")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

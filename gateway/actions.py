@@ -1,0 +1,361 @@
+"""What a case does: lifecycle moves, staff commands, child cases, notices.
+
+Every change goes through ``transition`` or ``cases.record`` so it leaves an audit event
+naming the message or person behind it; every mail is an ``Outgoing`` on the context,
+queued by the reply step in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway import cases, sla
+from gateway.commands import Command, help_lines
+from gateway.context import Deps, MessageContext, Outgoing
+from gateway.lifecycle import OPEN_STATES, State, TransitionError, can_close, move
+from gateway.models import Case, CaseParty, Message
+from gateway.views import case_context, facts_context
+
+
+class Refused(Exception):
+    """A command the lifecycle or the directory does not allow; the text says why."""
+
+
+def transition(
+    ctx: MessageContext, deps: Deps, case: Case, target: State, detail: str = ""
+) -> None:
+    if case.state == target:
+        return
+    try:
+        new = move(case.state, target)
+    except TransitionError as exc:
+        raise Refused(f"{case.reference}: {exc}") from None
+    before = case.state
+    case.state = new.value
+    if new is State.RESOLVED or new is State.REDIRECTED:
+        case.resolved_at = deps.now
+    if new is State.CLOSED:
+        case.closed_at = deps.now
+    text = f"{before} → {new.value}" + (f": {detail}" if detail else "")
+    cases.record(
+        deps.session,
+        case,
+        "state_changed",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=text,
+        message_row_id=ctx.row.id,
+    )
+
+
+def counterparty(deps: Deps, case: Case) -> list[str]:
+    """Who hears about a case: its raiser, or for a child case the party it was raised to."""
+    if case.parent_id is None and case.raised_by_address:
+        return [case.raised_by_address]
+    assignees = deps.session.scalars(
+        select(CaseParty.party_id).where(CaseParty.case_id == case.id, CaseParty.role == "assignee")
+    )
+    contacts = [p.contact for a in assignees if (p := deps.directory.by_id(a)) is not None]
+    return contacts or ([case.raised_by_address] if case.raised_by_address else [])
+
+
+def open_children(deps: Deps, case: Case) -> list[Case]:
+    children = deps.session.scalars(select(Case).where(Case.parent_id == case.id))
+    return [c for c in children if c.state in OPEN_STATES]
+
+
+def notice(ctx: MessageContext, case: Case, template: str, to: list[str], **extra: Any) -> None:
+    if to:
+        ctx.outgoing.append(
+            Outgoing(
+                template, tuple(to), {"case": case_context(case), **extra}, case, kind="notice"
+            )
+        )
+
+
+def tell_staff(ctx: MessageContext, deps: Deps, case: Case, headline: str, text: str = "") -> None:
+    """Staff hear about cases by mail and answer with their normal client (commands or text)."""
+    notice(
+        ctx,
+        case,
+        "staff_notice",
+        [deps.settings.gateway.staff_mailbox],
+        headline=headline,
+        text=text[:20_000],
+        sender=ctx.sender.label if ctx.sender else "",
+    )
+
+
+def command_help(ctx: MessageContext, deps: Deps, case: Case, problems: list[str]) -> None:
+    assert ctx.sender is not None and ctx.sender.address is not None
+    ctx.outgoing.append(
+        Outgoing(
+            "command_help",
+            (ctx.sender.address,),
+            {"case": case_context(case), "problems": problems, "commands": help_lines()},
+            case,
+            kind="auto_reply",
+        )
+    )
+    cases.record(
+        deps.session,
+        case,
+        "commands_refused",
+        actor=ctx.sender.label,
+        at=deps.now,
+        detail="; ".join(problems),
+        message_row_id=ctx.row.id,
+    )
+
+
+def apply(ctx: MessageContext, deps: Deps, case: Case, command: Command) -> None:
+    handler = _HANDLERS[command.name]
+    handler(ctx, deps, case, command.argument)
+
+
+def resolve(ctx: MessageContext, deps: Deps, case: Case, summary: str) -> None:
+    transition(ctx, deps, case, State.RESOLVED, summary)
+    case.resolution = summary
+    notice(ctx, case, "resolution", counterparty(deps, case))
+    if case.parent_id is not None:
+        _child_resolved(ctx, deps, case)
+
+
+def _child_resolved(ctx: MessageContext, deps: Deps, child: Case) -> None:
+    """CPSD: the original case stays open until the case between the services is resolved."""
+    parent = deps.session.get(Case, child.parent_id)
+    if parent is None:
+        return
+    cases.record(
+        deps.session,
+        parent,
+        "child_resolved",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"{child.reference}: {child.resolution or ''}",
+        message_row_id=ctx.row.id,
+    )
+    still_open = [c for c in open_children(deps, parent) if c.id != child.id]
+    tell_staff(
+        ctx,
+        deps,
+        parent,
+        f"{child.reference} was resolved by the party it was raised to",
+        child.resolution or "",
+    )
+    if not still_open and parent.state in OPEN_STATES:
+        transition(ctx, deps, parent, State.RESOLVED, f"child {child.reference} resolved")
+        parent.resolution = child.resolution
+        notice(ctx, parent, "resolution", counterparty(deps, parent))
+
+
+def _triage(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+    transition(ctx, deps, case, State.TRIAGE)
+
+
+def _priority(ctx: MessageContext, deps: Deps, case: Case, value: str) -> None:
+    before = case.priority
+    case.priority = value
+    sla.set_due(case, deps.settings)
+    cases.record(
+        deps.session,
+        case,
+        "priority_changed",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"{before} → {value}",
+        message_row_id=ctx.row.id,
+    )
+
+
+def _assign(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
+    party = deps.directory.resolve(name)
+    if party is None:
+        known = ", ".join(p.id for p in deps.directory.parties)
+        raise Refused(f"no party called {name!r} (known: {known})")
+    raise_child(ctx, deps, case, party.id)
+
+
+def raise_child(
+    ctx: MessageContext,
+    deps: Deps,
+    parent: Case,
+    party_id: str,
+    *,
+    summary: str | None = None,
+    impact: str | None = None,
+    attachments: tuple[tuple[str, str, bytes], ...] = (),
+) -> Case:
+    """A case from Elexon to a party's nominated mailbox, as a child of the raiser's case."""
+    party = deps.directory.by_id(party_id)
+    if party is None:
+        raise Refused(f"no party {party_id}")
+    child = cases.open_case(
+        deps.session,
+        prefix=deps.settings.gateway.reference_prefix,
+        subject=parent.subject,
+        party_id=None,
+        address=None,
+        priority=parent.priority,
+        summary=summary or parent.summary,
+        impact=impact or parent.impact,
+        now=deps.now,
+        parent=parent,
+    )
+    child.facts = dict(parent.facts or {})
+    child.raised_by_party = "ELEXON"
+    cases.add_party(deps.session, child, party.id, "assignee")
+    cases.add_party(deps.session, parent, party.id, "assignee")
+    sla.set_due(child, deps.settings)
+    cases.record(
+        deps.session,
+        child,
+        "case_raised",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"raised to {party.name} ({party.contact}) for {parent.reference}",
+        message_row_id=ctx.row.id,
+    )
+    transition(ctx, deps, child, State.ASSIGNED, f"to {party.id}")
+    cases.record(
+        deps.session,
+        parent,
+        "child_raised",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"{child.reference} to {party.name}",
+        message_row_id=ctx.row.id,
+    )
+    if parent.state != State.ASSIGNED:
+        transition(ctx, deps, parent, State.ASSIGNED, f"child {child.reference} to {party.id}")
+    ctx.outgoing.append(
+        Outgoing(
+            "outbound_case",
+            (party.contact,),
+            {
+                "case": case_context(child),
+                "parent": case_context(parent),
+                "party": {"id": party.id, "name": party.name},
+                "facts": facts_context(child.facts),
+            },
+            child,
+            kind="outbound_case",
+            attachments=attachments,
+        )
+    )
+    return child
+
+
+def _awaiting(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+    transition(ctx, deps, case, State.AWAITING_PARTY)
+
+
+def _resolve(ctx: MessageContext, deps: Deps, case: Case, summary: str) -> None:
+    resolve(ctx, deps, case, summary)
+
+
+def _close(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+    reason = can_close(case.state, len(open_children(deps, case)))
+    if reason:
+        raise Refused(f"{case.reference} cannot close: {reason}")
+    transition(ctx, deps, case, State.CLOSED)
+    notice(ctx, case, "closure", counterparty(deps, case))
+
+
+def _redirect(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
+    desk = deps.directory.desk(name)
+    if desk is None:
+        known = ", ".join(d.id for d in deps.directory.desks)
+        raise Refused(f"no desk called {name!r} (known: {known})")
+    transition(ctx, deps, case, State.REDIRECTED, desk.name)
+    case.redirected_to = desk.name
+    case.resolution = f"Redirected to the {desk.name}: {desk.covers}."
+    notice(ctx, case, "redirect", counterparty(deps, case), desk=desk.to_json())
+
+
+def _note(ctx: MessageContext, deps: Deps, case: Case, text: str) -> None:
+    cases.record(
+        deps.session,
+        case,
+        "note",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=text,
+        message_row_id=ctx.row.id,
+    )
+
+
+def _major(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+    case.major = True
+    cases.record(
+        deps.session,
+        case,
+        "major_incident_flagged",
+        actor=_actor(ctx),
+        at=deps.now,
+        message_row_id=ctx.row.id,
+    )
+
+
+_HANDLERS = {
+    "triage": _triage,
+    "priority": _priority,
+    "assign": _assign,
+    "awaiting": _awaiting,
+    "resolve": _resolve,
+    "close": _close,
+    "redirect": _redirect,
+    "note": _note,
+    "major": _major,
+}
+
+
+def reopen_or_follow_up(ctx: MessageContext, deps: Deps, case: Case) -> Case:
+    """A reply to a closed case reopens it within the window; later it starts a linked case."""
+    window = timedelta(days=deps.settings.gateway.reopen_days)
+    if case.closed_at is not None and deps.now - case.closed_at <= window:
+        transition(ctx, deps, case, State.TRIAGE, "reopened by a reply within the reopen window")
+        return case
+    follow_up = cases.open_case(
+        deps.session,
+        prefix=deps.settings.gateway.reference_prefix,
+        subject=case.subject,
+        party_id=case.raised_by_party,
+        address=ctx.sender.address if ctx.sender else case.raised_by_address,
+        priority=case.priority,
+        now=deps.now,
+    )
+    follow_up.facts = {**(case.facts or {}), "follows": case.reference}
+    sla.set_due(follow_up, deps.settings)
+    cases.record(
+        deps.session,
+        case,
+        "follow_up_raised",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"a reply after the reopen window became {follow_up.reference}",
+        message_row_id=ctx.row.id,
+    )
+    cases.record(
+        deps.session,
+        follow_up,
+        "case_raised",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"follows closed case {case.reference}",
+        message_row_id=ctx.row.id,
+    )
+    return follow_up
+
+
+def _actor(ctx: MessageContext) -> str:
+    return ctx.sender.label if ctx.sender else "gateway"
+
+
+def first_message(deps: Deps, case: Case) -> Message | None:
+    return deps.session.scalar(
+        select(Message).where(Message.case_id == case.id).order_by(Message.id).limit(1)
+    )

@@ -1,0 +1,125 @@
+"""Composition root: everything is built here from Settings and passed in; nothing at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from threading import Event
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import db
+from gateway.context import Deps
+from gateway.inbox import Inbox
+from gateway.models import utcnow
+from gateway.outbound import Deliverer, Identity, MaildirTransport, Transport
+from gateway.parties import Directory, load_directory
+from gateway.rawstore import DatabaseRawStore, DirectoryRawStore, RawStore
+from gateway.render import Renderer
+from gateway.settings import Settings, secret
+from gateway.transports import SmtpTransport
+from gateway.worker import Worker
+from parsers.analysis import AnalysisOptions
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: RawStore
+    directory: Directory
+    renderer: Renderer
+    identity: Identity
+    analysis_options: AnalysisOptions
+    inbox: Inbox
+    worker: Worker
+    deliverer: Deliverer
+    work_ready: Event
+    mail_ready: Event
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(settings: Settings, *, migrate: bool = True) -> App:
+    engine = db.make_engine(
+        settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    if migrate:
+        db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    directory = load_directory(Path(settings.parties.file))
+    store: RawStore = (
+        DatabaseRawStore()
+        if settings.storage.backend == "database"
+        else DirectoryRawStore(Path(settings.storage.raw_dir))
+    )
+    work_ready, mail_ready = Event(), Event()
+    identity = Identity(
+        mail_from=settings.outbound.from_address,
+        from_name=settings.outbound.from_name,
+        message_id_domain=settings.message_id_domain,
+        loop_id=settings.gateway.installation_id,
+    )
+    analysis_options = AnalysisOptions(
+        known_mpids=directory.mpids,
+        reference_prefix=settings.gateway.reference_prefix,
+        own_domains=frozenset({settings.message_id_domain}),
+    )
+    renderer = Renderer(Path(settings.templates.dir))
+
+    def make_deps(session: Session) -> Deps:
+        return Deps(
+            session=session,
+            settings=settings,
+            directory=directory,
+            renderer=renderer,
+            identity=identity,
+            analysis_options=analysis_options,
+            now=utcnow(),
+        )
+
+    return App(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        store=store,
+        directory=directory,
+        renderer=renderer,
+        identity=identity,
+        analysis_options=analysis_options,
+        inbox=Inbox(sessions, store, on_accept=work_ready.set),
+        worker=Worker(
+            sessions,
+            store,
+            make_deps,
+            batch_size=settings.worker.batch_size,
+            after_commit=mail_ready.set,
+        ),
+        deliverer=Deliverer(
+            sessions,
+            make_transport(settings),
+            retry_for=timedelta(hours=settings.outbound.retry_for_hours),
+        ),
+        work_ready=work_ready,
+        mail_ready=mail_ready,
+    )
+
+
+def make_transport(settings: Settings) -> Transport:
+    out = settings.outbound
+    if out.transport == "maildir":
+        return MaildirTransport(Path(out.maildir))
+    password = secret(settings.source, out.password_env, out.password_file, "[outbound] password")
+    return SmtpTransport(
+        out.relay_host,
+        out.relay_port,
+        security=out.security,
+        verify=out.verify_certificates,
+        user=out.user,
+        password=password,
+        timeout=out.timeout_seconds,
+    )

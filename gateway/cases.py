@@ -1,0 +1,99 @@
+"""Case records: creation with a human reference, parties on a case, and the audit trail.
+
+Only the worker's transaction calls these; each change is paired with an Event naming
+the message or person behind it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.models import Case, CaseParty, Counter, Event
+
+
+def next_reference(session: Session, prefix: str) -> str:
+    """Allocate ``PREFIX-000123``; the counter row is locked by the write, so numbers never repeat."""
+    name = f"case:{prefix}"
+    updated = session.execute(
+        update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+    )
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(Counter(name=name, value=1))
+        session.flush()
+    value = session.scalar(select(Counter.value).where(Counter.name == name))
+    return f"{prefix}-{value:06d}"
+
+
+def open_case(
+    session: Session,
+    *,
+    prefix: str,
+    subject: str,
+    party_id: str | None,
+    address: str | None,
+    priority: str,
+    now: datetime,
+    summary: str | None = None,
+    impact: str | None = None,
+    parent: Case | None = None,
+) -> Case:
+    case = Case(
+        reference=next_reference(session, prefix),
+        state="raised",
+        priority=priority,
+        subject=subject[:998] or "(no subject)",
+        summary=summary,
+        impact=impact,
+        raised_by_party=party_id,
+        raised_by_address=address,
+        parent_id=parent.id if parent else None,
+        opened_at=now,
+        updated_at=now,
+    )
+    session.add(case)
+    session.flush()
+    if party_id:
+        add_party(session, case, party_id, "raiser")
+    return case
+
+
+def add_party(session: Session, case: Case, party_id: str, role: str) -> None:
+    exists = session.scalar(
+        select(CaseParty.id).where(CaseParty.case_id == case.id, CaseParty.party_id == party_id)
+    )
+    if exists is None:
+        session.add(CaseParty(case_id=case.id, party_id=party_id, role=role))
+
+
+def party_ids(session: Session, case: Case) -> set[str]:
+    return set(session.scalars(select(CaseParty.party_id).where(CaseParty.case_id == case.id)))
+
+
+def record(
+    session: Session,
+    case: Case,
+    kind: str,
+    *,
+    actor: str,
+    at: datetime,
+    detail: str = "",
+    message_row_id: int | None = None,
+) -> Event:
+    event = Event(
+        case_id=case.id,
+        at=at,
+        kind=kind,
+        actor=actor[:320],
+        detail=detail,
+        message_row_id=message_row_id,
+    )
+    session.add(event)
+    case.updated_at = max(case.updated_at, at)
+    return event
+
+
+def by_reference(session: Session, reference: str) -> Case | None:
+    return session.scalar(select(Case).where(Case.reference == reference.upper()))

@@ -1,0 +1,86 @@
+"""Administration: the party directory, quarantine, the database schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from gateway.cli.base import build, echo_json, main, with_config
+from gateway.models import Message
+from gateway.views import iso
+
+
+@main.group()
+def parties() -> None:
+    """The party directory."""
+
+
+@parties.command("list")
+@with_config
+@click.option("--json", "as_json", is_flag=True)
+def parties_list(settings: Any, as_json: bool) -> None:
+    from gateway.parties import load_directory
+
+    directory = load_directory(Path(settings.parties.file))
+    if as_json:
+        echo_json(
+            {
+                "mailboxes": list(settings.gateway.mailboxes),
+                "staff_domains": list(settings.gateway.staff_domains),
+                "parties": [p.to_json() for p in directory.parties],
+                "desks": [d.to_json() for d in directory.desks],
+            }
+        )
+        return
+    for party in directory.parties:
+        click.echo(f"{party.id:<12} {party.role.value:<24} {party.contact:<40} {party.name}")
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages held back, and why."""
+
+
+@quarantine.command("list")
+@with_config
+@click.option("--json", "as_json", is_flag=True)
+def quarantine_list(settings: Any, as_json: bool) -> None:
+    app = build(settings)
+    with app.sessions() as session:
+        rows = [
+            {
+                "id": m.id,
+                "from": m.from_address or m.envelope_from,
+                "subject": m.subject,
+                "message_id": m.message_id,
+                "reason": m.reason,
+                "at": iso(m.processed_at or m.received_at),
+            }
+            for m in session.scalars(
+                select(Message).where(Message.status == "quarantined").order_by(Message.id)
+            )
+        ]
+    app.close()
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:>6}  {row['at']}  {row['from'] or '-'}  {row['subject'] or ''}")
+        click.echo(f"        {row['reason']}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@with_config
+def db_upgrade(settings: Any) -> None:
+    """Apply migrations."""
+    app = build(settings)
+    app.close()
+    click.echo("database is at the latest revision")

@@ -1,0 +1,217 @@
+"""The durable boundary. Every ingress calls ``accept``; when it returns, the message is ours.
+
+Raw bytes go to the raw store and the message row commits (with the database store,
+in the same transaction). Only after that may SMTP answer 250 or IMAP move the message
+out of the inbox. Parsing happens later, in
+the worker, so a parser problem can never cost an accepted message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.models import Message, utcnow
+from gateway.rawstore import RawStore
+
+_HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
+# Headers added in transit differ between SMTP and IMAP copies of one message (F12).
+_TRACE_HEADERS = (
+    b"received",
+    b"return-path",
+    b"delivered-to",
+    b"x-original-to",
+    b"authentication-results",
+    b"arc-authentication-results",
+    b"x-peer",
+    b"x-ms-exchange-organization-authas",
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str | None = None
+    rcpt_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    raw: bytes
+    envelope: Envelope = field(default_factory=Envelope)
+    source: str = "file"
+    sent_copy: bool = False  # our own staff's mail, read from a shared mailbox's Sent folder
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_row_id: int
+    sha256: str
+    message_id: str | None
+    duplicate: bool
+
+
+class Inbox:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: RawStore,
+        on_accept: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._on_accept = on_accept
+
+    def accept(self, raw: bytes, envelope: Envelope, source: str) -> Accepted:
+        return self.accept_many([Incoming(raw, envelope, source)])[0]
+
+    def accept_many(self, items: Sequence[Incoming]) -> list[Accepted]:
+        """Store a batch with one commit: the messages share the fsync of the commit."""
+        return self.commit(items, [self.store_raw(item.raw) for item in items])
+
+    @property
+    def store_blocks(self) -> bool:
+        return self._store.blocking
+
+    def store_raw(self, raw: bytes) -> str:
+        """First half of accept: the raw bytes on stable storage. Safe to run in parallel."""
+        return self._store.prepare(raw)
+
+    def commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]:
+        """Second half of accept: the rows for already-stored raw bytes, in one transaction."""
+        try:
+            results = self._commit(items, digests)
+        except IntegrityError:
+            # Another process accepted one of these between our look-up and our insert.
+            results = [
+                self._commit([item], [digest])[0]
+                for item, digest in zip(items, digests, strict=True)
+            ]
+        if self._on_accept is not None and any(not r.duplicate for r in results):
+            self._on_accept()
+        return results
+
+    def _commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]:
+        """Core statements, a constant number per batch: this runs while SMTP clients wait."""
+        keys = [content_key(item.raw) for item in items]
+        message_ids = [header_message_id(item.raw) for item in items]
+        now = utcnow()
+        with self._sessions.begin() as session:
+            existing = {
+                key: (row_id, sha, mid)
+                for row_id, key, sha, mid in session.execute(
+                    select(
+                        Message.id, Message.content_key, Message.sha256, Message.message_id
+                    ).where(Message.content_key.in_(set(keys)))
+                )
+            }
+            wanted_ids = {m for m in message_ids if m}
+            taken = (
+                set(
+                    session.scalars(
+                        select(Message.message_id).where(Message.message_id.in_(wanted_ids))
+                    )
+                )
+                if wanted_ids
+                else set()
+            )
+            results: list[Accepted | None] = []
+            fresh: list[dict[str, Any]] = []
+            blobs: dict[str, bytes] = {}
+            for item, digest, key, message_id in zip(
+                items, digests, keys, message_ids, strict=True
+            ):
+                known = existing.get(key)
+                if known is not None:
+                    results.append(Accepted(known[0], known[1], known[2], True))
+                    continue
+                existing[key] = (0, digest, message_id)  # the same bytes twice in one batch
+                results.append(None)
+                blobs[digest] = item.raw
+                fresh.append(
+                    {
+                        "sha256": digest,
+                        "content_key": key,
+                        "size": len(item.raw),
+                        "source": item.source[:200],
+                        "envelope_from": _clean(item.envelope.mail_from),
+                        "envelope_to": [_clean(r) or "" for r in item.envelope.rcpt_to][:100],
+                        "message_id": message_id,
+                        "message_id_conflict": message_id in taken,
+                        "received_at": now,
+                        "status": "received",
+                        "attempts": 0,
+                        "sent_copy": item.sent_copy,
+                    }
+                )
+                if message_id:
+                    taken.add(message_id)
+            self._store.record(session, blobs)
+            ids = (
+                list(
+                    session.scalars(
+                        insert(Message).returning(Message.id, sort_by_parameter_order=True),
+                        fresh,
+                    )
+                )
+                if fresh
+                else []
+            )
+        new_ids = iter(ids)
+        by_key: dict[str, Accepted] = {}
+        final: list[Accepted] = []
+        for result, key in zip(results, keys, strict=True):
+            if result is None:
+                result = by_key.get(key)
+                if result is None:
+                    row_id = next(new_ids)
+                    result = Accepted(row_id, existing[key][1], existing[key][2], False)
+                else:
+                    result = Accepted(result.message_row_id, result.sha256, result.message_id, True)
+            by_key.setdefault(key, result)
+            final.append(result)
+        return final
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return "".join(ch for ch in value if ch.isprintable())[:320]
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID from the header block, without a full parse (this runs inside SMTP DATA)."""
+    end = _HEADER_END.search(raw, 0, 262_144)
+    header = raw[: end.start() if end else 262_144]
+    found = _MESSAGE_ID.search(header)
+    return found.group(1).decode("ascii", "replace") if found else None
+
+
+def content_key(raw: bytes) -> str:
+    """Dedupe key: the message without trace headers, line endings normalised (B12, F12)."""
+    normalised = _LINE_BREAK.sub(b"\n", raw)
+    end = normalised.find(b"\n\n")
+    header, body = (normalised, b"") if end < 0 else (normalised[:end], normalised[end:])
+    kept: list[bytes] = []
+    skipping = False
+    for line in header.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().lower()
+        skipping = name in _TRACE_HEADERS
+        if not skipping:
+            kept.append(line)
+    digest = hashlib.sha256()
+    digest.update(b"\n".join(kept))
+    digest.update(body)
+    return digest.hexdigest()

@@ -1,0 +1,101 @@
+"""`serve`: SMTP listener, worker and outbound delivery until SIGTERM.
+
+SIGTERM stops listening at once, lets SMTP transactions already inside DATA finish
+durably (bounded wait), then lets the worker finish its batch and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from gateway.app import App
+from gateway.ingress.smtp import GroupCommitter, Handler, smtp_factory
+
+log = logging.getLogger(__name__)
+DRAIN_SECONDS = 30.0
+
+
+def serve(app: App) -> int:
+    return asyncio.run(_serve(app))
+
+
+async def _serve(app: App) -> int:
+    stopping = threading.Event()
+    threads = [
+        threading.Thread(target=_work_loop, args=(app, stopping), name="worker", daemon=True),
+        threading.Thread(target=_delivery_loop, args=(app, stopping), name="outbound", daemon=True),
+    ]
+    if app.settings.worker.enabled:
+        for thread in threads:
+            thread.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    server = None
+    handler = None
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="accept")
+    if app.settings.smtp.enabled:
+        host, _, port = app.settings.smtp.listen.rpartition(":")
+        handler = Handler(
+            GroupCommitter(app.inbox, executor),
+            app.settings.gateway.mailboxes,
+            max_recipients=app.settings.smtp.max_recipients,
+        )
+        factory = smtp_factory(
+            handler,
+            hostname=app.settings.smtp.hostname or app.settings.message_id_domain,
+            max_bytes=app.settings.smtp.max_message_bytes,
+            timeout=app.settings.smtp.timeout_seconds,
+        )
+        server = await loop.create_server(factory, host=host.strip("[]"), port=int(port))
+        log.info("SMTP listening on %s", app.settings.smtp.listen)
+    print(f"cpsd-gateway serving (SMTP {app.settings.smtp.listen})", flush=True)
+
+    await stop.wait()
+    log.info("stopping: no new connections; finishing transactions in flight")
+    if server is not None:
+        server.close()
+    deadline = loop.time() + DRAIN_SECONDS
+    while handler is not None and handler.in_flight and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    stopping.set()
+    app.work_ready.set()
+    app.mail_ready.set()
+    for thread in threads:
+        if thread.is_alive():
+            await loop.run_in_executor(None, thread.join, DRAIN_SECONDS)
+    executor.shutdown(wait=True)
+    app.close()
+    return 0
+
+
+def _work_loop(app: App, stopping: threading.Event) -> None:
+    idle = app.settings.worker.idle_seconds
+    while not stopping.is_set():
+        app.work_ready.clear()
+        try:
+            done = app.worker.drain()
+        except Exception:
+            log.exception("worker pass failed; retrying")
+            done = []
+        if not done:
+            app.work_ready.wait(idle)
+
+
+def _delivery_loop(app: App, stopping: threading.Event) -> None:
+    idle = app.settings.worker.idle_seconds
+    while not stopping.is_set():
+        app.mail_ready.clear()
+        try:
+            delivered = app.deliverer.deliver_due()
+        except Exception:
+            log.exception("delivery pass failed; retrying")
+            delivered = []
+        if not delivered:
+            app.mail_ready.wait(idle)

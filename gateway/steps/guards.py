@@ -1,0 +1,32 @@
+"""Loop and automatic-mail guards: decide first, before anything can answer a machine."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from gateway.context import Deps, MessageContext, Stop
+from gateway.models import Outbox
+from parsers.message_ids import message_id
+from parsers.mime import header_count, header_text
+
+MAX_RECEIVED = 50  # Postfix's hopcount_limit: more hops than this is a loop
+
+
+def loops(ctx: MessageContext, deps: Deps) -> Stop | None:
+    assert ctx.parsed is not None and ctx.parsed.message is not None
+    msg = ctx.parsed.message
+    if header_text(msg, "X-CPSD-Loop") == deps.identity.loop_id:
+        return Stop("ignored", "our own mail came back (X-CPSD-Loop)")
+    own = message_id(msg)
+    if own and own.rstrip(">").endswith("@" + deps.identity.message_id_domain):
+        sent = deps.session.scalar(select(Outbox.id).where(Outbox.message_id == own))
+        if sent is not None:
+            return Stop("ignored", f"our own mail came back (Message-ID {own}, outbox row {sent})")
+    hops = header_count(msg, "Received")
+    if hops > MAX_RECEIVED:
+        return Stop("quarantined", f"mail loop suspected: {hops} Received headers")
+    assert ctx.analysis is not None
+    if ctx.analysis.bounce is not None:
+        return Stop("ignored", f"delivery status notification: {ctx.analysis.bounce.reason}")
+    ctx.automatic = ctx.analysis.auto_reply
+    return None

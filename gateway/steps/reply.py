@@ -1,0 +1,87 @@
+"""Queue what the effect steps asked to send, each in its proper thread.
+
+Nothing automatic is ever answered (RFC 3834), and X-Auto-Response-Suppress on the
+incoming message silences our automatic replies to it. Notices and updates keep the
+thread with their recipient so they land in the conversation the party already has.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from gateway import outbound
+from gateway.context import Deps, MessageContext, Outgoing, Stop
+from gateway.models import Case, Message, Outbox
+from parsers.autoreply import suppressed_auto_responses
+
+MAX_REFERENCES = 20
+
+
+def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
+    if not ctx.outgoing:
+        return None
+    suppressed: frozenset[str] = frozenset()
+    if ctx.parsed is not None and ctx.parsed.message is not None:
+        suppressed = suppressed_auto_responses(ctx.parsed.message)
+    for item in ctx.outgoing:
+        if item.kind == "auto_reply" and (ctx.automatic or {"ALL", "AUTOREPLY"} & suppressed):
+            ctx.notes.append(
+                f"{item.template} not sent: the message asked for no automatic replies"
+            )
+            continue
+        _queue(ctx, deps, item)
+    return None
+
+
+def _queue(ctx: MessageContext, deps: Deps, item: Outgoing) -> None:
+    in_reply_to, references = _thread(ctx, deps, item)
+    outbound.enqueue(
+        deps.session,
+        deps.renderer,
+        deps.identity,
+        template=item.template,
+        context=item.context,
+        to=list(item.to),
+        case=item.case,
+        kind=item.kind,
+        auto_submitted="auto-replied" if item.kind == "auto_reply" else "auto-generated",
+        in_reply_to=in_reply_to,
+        references=references,
+        cause_message_id=ctx.row.id,
+        actor=ctx.sender.label if ctx.sender else "gateway",
+        **({"attachments": item.attachments} if item.attachments else {}),
+    )
+
+
+def _thread(ctx: MessageContext, deps: Deps, item: Outgoing) -> tuple[str | None, list[str]]:
+    """Continue the conversation the recipient already has on this case, if any."""
+    if item.kind == "auto_reply" and ctx.row.message_id:
+        earlier = _exchanged(deps, item.case, item.to) if item.case else []
+        chain = [m for m in earlier if m != ctx.row.message_id] + [ctx.row.message_id]
+        return ctx.row.message_id, chain[-MAX_REFERENCES:]
+    if item.case is None:
+        return None, []
+    chain = _exchanged(deps, item.case, item.to)
+    return (chain[-1] if chain else None), chain[-MAX_REFERENCES:]
+
+
+def _exchanged(deps: Deps, case: Case, to: tuple[str, ...]) -> list[str]:
+    """Message-IDs of mail between us and these recipients on this case, oldest first."""
+    wanted = {a.lower() for a in to}
+    found: list[tuple[object, str]] = []
+    for received_at, message_id, sender in deps.session.execute(
+        select(Message.received_at, Message.message_id, Message.from_address).where(
+            Message.case_id == case.id, Message.message_id.is_not(None)
+        )
+    ):
+        if sender in wanted and message_id:
+            found.append((received_at, message_id))
+    for created_at, message_id, recipients in deps.session.execute(
+        select(Outbox.created_at, Outbox.message_id, Outbox.recipients).where(
+            Outbox.case_id == case.id
+        )
+    ):
+        if wanted & {r.lower() for r in recipients}:
+            found.append((created_at, message_id))
+    found.sort(key=lambda pair: pair[0])  # type: ignore[arg-type,return-value]
+    return list(dict.fromkeys(m for _, m in found))

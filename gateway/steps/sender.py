@@ -1,0 +1,32 @@
+"""Who sent it: a party in the directory, Elexon staff, or nobody we know.
+
+Identity is the single From addr-spec as parsers/addresses.py reads it (never parseaddr,
+never a display name); anything ambiguous is quarantined rather than guessed.
+"""
+
+from __future__ import annotations
+
+from gateway.context import Deps, MessageContext, Sender, Stop
+from parsers.addresses import sender
+
+
+def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
+    assert ctx.parsed is not None and ctx.parsed.message is not None
+    found = sender(ctx.parsed.message)
+    if found.address is None:
+        ctx.sender = Sender("invalid", None, problem=found.problem)
+        return Stop("quarantined", f"sender cannot be trusted: {found.problem}")
+    address = found.address.key
+    ctx.row.from_address = address
+    staff_domains = {d.lower() for d in deps.settings.gateway.staff_domains}
+    party = deps.directory.by_address(address)
+    if found.address.domain in staff_domains:
+        ctx.sender = Sender("staff", address, party)
+    elif party is not None:
+        ctx.sender = Sender("party", address, party)
+    else:
+        ctx.sender = Sender("unknown", address)
+        return Stop("quarantined", f"sender {address} is not in the party directory")
+    ctx.row.sender_kind = ctx.sender.kind
+    ctx.row.sender_party = party.id if party else None
+    return None

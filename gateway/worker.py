@@ -1,0 +1,141 @@
+"""The worker: claims accepted messages and runs each through the pipeline.
+
+A batch shares one transaction (one fsync for many messages); each message runs in its
+own savepoint, so one failure rolls back only that message, which is then marked failed
+with its error and its raw bytes kept for ``reprocess``. A crash before the commit
+leaves every message of the batch "received", to be processed again on restart:
+processing twice can never create two cases, because nothing of the first try committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import pipeline
+from gateway.context import Deps, MessageContext
+from gateway.models import Case, Message, utcnow
+from gateway.rawstore import RawStore
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_OUTCOME = {
+    "case_created": "processed",
+    "case_updated": "processed",
+    "quarantined": "quarantined",
+    "ignored": "ignored",
+    "failed": "failed",
+}
+
+
+@dataclass(frozen=True)
+class Processed:
+    message_row_id: int
+    outcome: str
+    reference: str | None
+    reason: str | None
+
+
+class Worker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: RawStore,
+        make_deps: Callable[[Session], Deps],
+        *,
+        batch_size: int = 50,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._make_deps = make_deps
+        self._batch_size = batch_size
+        self._after_commit = after_commit
+
+    def pending_ids(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(Message.id)
+                    .where(Message.status == "received")
+                    .order_by(Message.id)
+                    .limit(limit)
+                )
+            )
+
+    def drain(self) -> list[Processed]:
+        """Process every received message, batch by batch, until none is left."""
+        done: list[Processed] = []
+        while ids := self.pending_ids(self._batch_size):
+            done.extend(self.process(ids))
+        return done
+
+    def process(self, ids: Sequence[int]) -> list[Processed]:
+        try:
+            results = self._process_batch(ids)
+        except Exception:
+            log.exception("batch of %d failed; processing one by one", len(ids))
+            results = []
+            for row_id in ids:
+                try:
+                    results.extend(self._process_batch([row_id]))
+                except Exception as exc:
+                    results.append(self._mark_failed(row_id, exc))
+        if self._after_commit is not None:
+            self._after_commit()
+        return results
+
+    def _process_batch(self, ids: Sequence[int]) -> list[Processed]:
+        results: list[Processed] = []
+        with self._sessions.begin() as session:
+            deps = self._make_deps(session)
+            for row_id in ids:
+                row = session.get(Message, row_id)
+                if row is None or row.status != "received":
+                    continue
+                try:
+                    with session.begin_nested():
+                        results.append(self._run(row, deps))
+                except Exception as exc:
+                    log.exception("message %d failed in the pipeline", row_id)
+                    session.refresh(row)
+                    results.append(_fail(row, exc))
+        return results
+
+    def _run(self, row: Message, deps: Deps) -> Processed:
+        ctx = MessageContext(row=row, raw=self._store.get(deps.session, row.sha256))
+        row.attempts += 1
+        pipeline.run(ctx, deps)
+        outcome = ctx.outcome or "ignored"
+        row.status = STATUS_BY_OUTCOME[outcome]
+        row.outcome = outcome
+        row.reason = ctx.reason
+        row.processed_at = utcnow()
+        reference = ctx.case.reference if isinstance(ctx.case, Case) else None
+        return Processed(row.id, outcome, reference, ctx.reason)
+
+    def _mark_failed(self, row_id: int, exc: Exception) -> Processed:
+        with self._sessions.begin() as session:
+            row = session.get(Message, row_id)
+            assert row is not None
+            return _fail(row, exc)
+
+
+def _fail(row: Message, exc: Exception) -> Processed:
+    row.status = "failed"
+    row.outcome = "failed"
+    row.reason = f"{type(exc).__name__}: {exc}"[:2000]
+    row.processed_at = utcnow()
+    row.attempts += 1
+    return Processed(row.id, "failed", None, row.reason)
+
+
+def reset_for_reprocess(session: Session, row_id: int) -> Message | None:
+    row = session.get(Message, row_id)
+    if row is not None:
+        row.status, row.outcome, row.reason = "received", None, None
+    return row

@@ -1,0 +1,288 @@
+"""Service-desk stories: how a case runs itself, told through the real pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from gateway.models import Case, utcnow
+from gateway.settings import Settings
+from tests.e2e.desk import DCC_DESK, RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
+
+CASE_BODY = """Summary: the DIP rejects our IF-041 submissions since 09:15
+Impact: about 200 customers' reads are not settling
+MPAN: 1052601815905
+Transaction ID: T-IF-041-1009012345-REGS-20261127-0123456789ABCDEF
+Evidence: the DIP portal shows status REJECTED with error code SP101 at 27/11/2026 09:15
+"""
+
+
+@pytest.fixture
+def desk(settings: Settings) -> Iterator[Desk]:
+    desk = Desk(settings)
+    yield desk
+    desk.close()
+
+
+def raise_case(desk: Desk, body: str = CASE_BODY, sender: str = RAISER) -> str:
+    done = desk.receive(mail(sender=sender, subject="DIP rejects IF-041", body=body))
+    assert done.outcome == "case_created", done.reason
+    assert done.reference is not None
+    return done.reference
+
+
+def only(sent: list, template: str, to: str | None = None):  # type: ignore[no-untyped-def]
+    found = [s for s in sent if s.template == template and (to is None or to in s.to)]
+    assert len(found) == 1, (
+        f"expected one {template} mail, got {[(s.template, s.to) for s in sent]}"
+    )
+    return found[0]
+
+
+def test_raise_assign_to_dcc_their_ticket_number_resolve_and_close(desk: Desk) -> None:
+    ref = raise_case(desk)
+    first = desk.new_mail()
+    ack = only(first, "acknowledgement", RAISER)
+    assert f"[{ref}]" in ack.message["Subject"]
+    notice = only(first, "staff_notice", STAFF_DESK)
+
+    # Elexon's analyst answers the staff notice from Outlook: assign it to the DCC.
+    done = desk.receive(reply_to(notice, sender=STAFF, body="#assign DCC\n"))
+    assert done.outcome == "case_updated", done.reason
+    parent = desk.case(ref)
+    assert parent["state"] == "assigned"
+    (child_ref,) = parent["children"]
+    outbound = only(desk.new_mail(), "outbound_case", DCC_DESK)
+    assert f"[{child_ref}]" in outbound.message["Subject"]
+    assert "1052601815905" in outbound.text and "T-IF-041-1009012345" in outbound.text
+    assert desk.case(child_ref)["parent"] == ref
+
+    # The parent cannot close while the child is open.
+    desk.receive(reply_to(notice, sender=STAFF, body="#close"))
+    refused = only(desk.new_mail(), "command_help", STAFF)
+    assert "child case(s) still open" in refused.text
+    assert desk.case(ref)["state"] == "assigned"
+
+    # DCC's ServiceNow answers with its own incident number…
+    done = desk.receive(
+        reply_to(
+            outbound,
+            sender="noreply.servicenow@dcc.example",
+            body="Thank you. We have logged INC0012345 for this.\n\nRef:MSG0098765_abcdef",
+        )
+    )
+    assert done.outcome == "case_updated" and done.reference == child_ref, done.reason
+    assert "INC0012345" in desk.case(child_ref)["external_references"]
+    only(desk.new_mail(), "staff_notice", STAFF_DESK)
+
+    # …and later writes again carrying only that number, in a new thread.
+    done = desk.receive(
+        mail(
+            sender="servicedesk@dcc.example",
+            subject="INC0012345 has been resolved",
+            body="Incident INC0012345 has been resolved: the DCC adapter config was corrected.",
+        )
+    )
+    assert done.reference == child_ref and done.outcome == "case_updated", done.reason
+    child = desk.case(child_ref)
+    assert child["state"] == "resolved"
+    assert [m["matched_by"] for m in child["messages"] if m["direction"] == "in"][-1] == (
+        "external_reference"
+    )
+    resolved = desk.new_mail()
+    only(resolved, "staff_notice", STAFF_DESK)
+    resolution = only(resolved, "resolution", RAISER)
+    assert "adapter config was corrected" in resolution.text
+    assert desk.case(ref)["state"] == "resolved"
+
+    # Staff close the original case: the raiser gets the closure notice with the summary.
+    done = desk.receive(reply_to(notice, sender=STAFF, body="#close\n"))
+    assert done.outcome == "case_updated", done.reason
+    closure = only(desk.new_mail(), "closure", RAISER)
+    assert "adapter config was corrected" in closure.text
+    assert closure.message["In-Reply-To"] is not None  # it stays in the raiser's thread
+    story = desk.case(ref)
+    assert story["state"] == "closed"
+    kinds = [e["kind"] for e in story["events"]]
+    for kind in (
+        "case_raised",
+        "child_raised",
+        "child_resolved",
+        "resolution_queued",
+        "closure_queued",
+    ):
+        assert kind in kinds
+
+
+@pytest.mark.parametrize(
+    ("client", "body"),
+    [
+        (
+            "outlook-de",
+            "Die Werte sind jetzt korrekt, danke.\n\nMit freundlichen Grüßen\nOps\n\n"
+            "Von: Cross-Party Service Desk <cpsd@elexon.example>\n"
+            "Gesendet: Freitag, 27. November 2026 10:05\nAn: ops@brightenergy.example\n"
+            "Betreff: [{ref}] DIP rejects IF-041\n\nHello Bright Energy Supply,\nThank you.\n",
+        ),
+        (
+            "outlook-fr",
+            "Les valeurs sont correctes maintenant.\n\n"
+            "De : Cross-Party Service Desk <cpsd@elexon.example>\n"
+            "Envoyé : vendredi 27 novembre 2026 10:05\nÀ : ops@brightenergy.example\n"
+            "Objet : [{ref}] DIP rejects IF-041\n\nHello Bright Energy Supply,\nThank you.\n",
+        ),
+        (
+            "gmail",
+            "The values are correct now.\n\n"
+            "On Fri, 27 Nov 2026 at 10:05, Cross-Party Service Desk <cpsd@elexon.example> wrote:\n"
+            "> Hello Bright Energy Supply,\n> Thank you.\n",
+        ),
+        (
+            "apple-mail",
+            "The values are correct now.\n\nSent from my iPhone\n\n"
+            "> On 27 Nov 2026, at 10:05, Cross-Party Service Desk <cpsd@elexon.example> wrote:\n"
+            ">\n> Hello Bright Energy Supply,\n> Thank you.\n",
+        ),
+    ],
+)
+def test_a_reply_from_any_client_lands_on_its_case_without_the_quoted_history(
+    desk: Desk, client: str, body: str
+) -> None:
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+    done = desk.receive(reply_to(ack, sender=RAISER, body=body.format(ref=ref)))
+    assert (done.outcome, done.reference) == ("case_updated", ref), done.reason
+    told = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    assert body.splitlines()[0] in told.text
+    assert "Hello Bright Energy Supply" not in told.text
+
+
+def test_a_spoofed_reply_from_another_party_is_quarantined_and_the_raiser_sees_nothing(
+    desk: Desk,
+) -> None:
+    ref = raise_case(desk)
+    desk.new_mail()
+    done = desk.receive(
+        mail(
+            sender="ops@meadowpower.example",
+            subject=f"RE: [{ref}] DIP rejects IF-041",
+            body="Please send us the MPAN details on this case.",
+        )
+    )
+    assert done.outcome == "quarantined"
+    assert "meadowpower.example" in (done.reason or "") and ref in (done.reason or "")
+    assert desk.new_mail() == []  # nobody outside Elexon hears anything
+    assert [m.subject for m in desk.quarantined()] == [f"RE: [{ref}] DIP rejects IF-041"]
+    assert len([m for m in desk.case(ref)["messages"] if m["direction"] == "in"]) == 1
+
+
+def test_an_incomplete_case_asks_for_exactly_what_is_missing(desk: Desk) -> None:
+    ref = raise_case(desk, body="Hi, something is wrong with the DIP. Please look.\n")
+    (asked,) = [s for s in desk.new_mail() if s.to == [RAISER]]
+    assert asked.template == "info_required"
+    assert "impact" in asked.text.lower() and "reference" in asked.text.lower()
+    assert desk.case(ref)["state"] == "info_required"
+    done = desk.receive(reply_to(asked, sender=RAISER, body=CASE_BODY))
+    assert done.reference == ref
+    assert desk.case(ref)["state"] == "triage"
+
+
+def test_staff_redirect_points_the_raiser_at_the_right_desk(desk: Desk) -> None:
+    ref = raise_case(desk)
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    desk.receive(reply_to(notice, sender=STAFF, body="#redirect mpas\n"))
+    redirect = only(desk.new_mail(), "redirect", RAISER)
+    assert "MPAS Help Desk" in redirect.text
+    assert desk.case(ref)["state"] == "redirected"
+
+
+def test_staff_text_goes_to_the_raiser_as_an_update_and_notes_stay_internal(desk: Desk) -> None:
+    ref = raise_case(desk)
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    desk.receive(reply_to(notice, sender=STAFF, body="We are looking at the DIP logs now.\n"))
+    update = only(desk.new_mail(), "update", RAISER)
+    assert "looking at the DIP logs" in update.text
+    assert f"[{ref}]" in update.message["Subject"]
+    desk.receive(reply_to(notice, sender=STAFF, body="#note rang their ops lead\n#priority P2\n"))
+    assert desk.new_mail() == []
+    shown = desk.case(ref)
+    assert shown["priority"] == "P2"
+    assert any(
+        e["kind"] == "note" and "rang their ops lead" in e["detail"] for e in shown["events"]
+    )
+
+
+def test_an_unknown_command_changes_nothing_and_lists_the_valid_ones(desk: Desk) -> None:
+    ref = raise_case(desk)
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    before = desk.case(ref)
+    desk.receive(reply_to(notice, sender=STAFF, body="#triage\n#escalate now\n"))
+    helped = only(desk.new_mail(), "command_help", STAFF)
+    assert "#escalate is not a command" in helped.text
+    assert "#assign <party>" in helped.text
+    assert desk.case(ref)["state"] == before["state"] == "raised"
+
+
+def test_a_refused_transition_is_reported_to_staff(desk: Desk) -> None:
+    ref = raise_case(desk)
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    desk.receive(reply_to(notice, sender=STAFF, body="#close\n"))
+    helped = only(desk.new_mail(), "command_help", STAFF)
+    assert "must be resolved before it is closed" in helped.text
+    assert desk.case(ref)["state"] == "raised"
+
+
+def test_a_reply_to_a_closed_case_reopens_it_then_later_starts_a_linked_case(desk: Desk) -> None:
+    ref = raise_case(desk)
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    desk.receive(reply_to(notice, sender=STAFF, body="#resolve fixed\n#close\n"))
+    closure = only(desk.new_mail(), "closure", RAISER)
+    done = desk.receive(reply_to(closure, sender=RAISER, body="It is failing again since 14:00."))
+    assert done.reference == ref
+    assert desk.case(ref)["state"] == "triage"
+
+    desk.receive(reply_to(notice, sender=STAFF, body="#resolve fixed again\n#close\n"))
+    closure = only(desk.new_mail(), "closure", RAISER)
+    with desk.app.sessions.begin() as session:
+        case = session.scalar(select(Case).where(Case.reference == ref))
+        assert case is not None and case.closed_at is not None
+        case.closed_at = utcnow() - timedelta(days=30)
+    done = desk.receive(reply_to(closure, sender=RAISER, body="Failing once more, sorry."))
+    assert done.outcome == "case_created" and done.reference != ref
+    assert f"follows closed case {ref}" in str(desk.case(done.reference or "")["events"])
+
+
+def test_a_staff_reply_from_the_shared_mailbox_sent_folder_is_recorded_not_relayed(
+    desk: Desk,
+) -> None:
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+    staff_reply = mail(
+        sender="cpsd@elexon.example",
+        to=RAISER,
+        subject=f"RE: [{ref}] DIP rejects IF-041",
+        body="We have asked the DIP operator to replay the messages.",
+        in_reply_to=ack.message["Message-ID"],
+    )
+    done = desk.receive(staff_reply, sent_copy=True)
+    assert done.outcome == "case_updated", done.reason
+    assert desk.new_mail() == []
+    assert "staff_reply_recorded" in [e["kind"] for e in desk.case(ref)["events"]]
+
+
+def test_auto_replies_are_recorded_and_never_answered(
+    desk: Desk, make_mail: Callable[..., bytes]
+) -> None:
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+    raw = reply_to(ack, sender=RAISER, body="I am out of the office until Monday.")
+    raw = raw.replace(
+        b"Subject: RE:", b"Auto-Submitted: auto-replied\nSubject: Automatic reply: RE:"
+    )
+    done = desk.receive(raw)
+    assert (done.outcome, done.reference) == ("case_updated", ref)
+    assert desk.new_mail() == []
+    assert "automatic_message_received" in [e["kind"] for e in desk.case(ref)["events"]]

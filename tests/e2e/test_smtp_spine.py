@@ -1,0 +1,231 @@
+"""A party emails a case to the shared mailbox; the desk logs it and acknowledges it."""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import GatewayProcess, cli, cli_json, wait_for
+from tests.support import free_port, settings_text
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(settings_text(tmp_path, free_port()))
+    return path
+
+
+def _port(config: Path) -> int:
+    text = config.read_text()
+    return int(text.split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
+
+
+@pytest.fixture
+def gateway(config: Path) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(config, _port(config)).start()
+    yield process
+    process.stop()
+
+
+def _send(
+    port: int, raw: bytes, sender: str = "ops@brightenergy.example", to: str = "cpsd@elexon.example"
+) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail(sender, [to], raw)
+
+
+def _outbox(config: Path, to: str = "ops@brightenergy.example") -> list[Path]:
+    """Mail the gateway wrote, to one recipient (staff get their own notices too)."""
+    found = []
+    for path in sorted((config.parent / "var" / "outbox").glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if message["To"] == to:
+            found.append(path)
+    return found
+
+
+def test_a_case_goes_in_and_a_case_and_acknowledgement_come_out(
+    gateway: GatewayProcess, config: Path, make_mail: Callable[..., bytes]
+) -> None:
+    started = time.monotonic()
+    _send(gateway.port, make_mail())
+    acks = wait_for(lambda: _outbox(config), timeout=2.0)
+    elapsed = time.monotonic() - started
+    assert acks, "no acknowledgement within 2 seconds"
+    assert elapsed < 2.0
+
+    cases = cli_json(config, "cases", "list")
+    assert [c["reference"] for c in cases] == ["CPSD-000001"]
+    assert cases[0]["raised_by"] == "BRIGHTSUP"
+    assert cases[0]["state"] == "raised"
+
+    ack = message_from_bytes(acks[0].read_bytes(), policy=policy.default)
+    assert "[CPSD-000001]" in ack["Subject"]
+    assert ack["To"] == "ops@brightenergy.example"
+    assert ack["In-Reply-To"] == "<m1@brightenergy.example>"
+    assert "<m1@brightenergy.example>" in ack["References"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Message-ID"].endswith("@elexon.example>")
+    assert ack.get_content_type() == "multipart/alternative"
+
+    def delivered() -> dict | None:
+        shown = cli_json(config, "case", "show", "CPSD-000001")
+        kinds = [e["kind"] for e in shown["events"]]
+        done = {"acknowledgement_delivered", "staff_notice_delivered"} <= set(kinds)
+        return shown if done else None
+
+    shown = wait_for(delivered, timeout=5)
+    assert shown, "acknowledgement was never marked delivered"
+    kinds = [e["kind"] for e in shown["events"] if not e["kind"].startswith("staff_notice")]
+    assert kinds == [
+        "message_received",
+        "case_raised",
+        "acknowledgement_queued",
+        "acknowledgement_delivered",
+    ]
+    outgoing = [m for m in shown["messages"] if m["direction"] == "out"]
+    assert [m["message_id"] for m in outgoing if m["template"] == "acknowledgement"] == [
+        ack["Message-ID"]
+    ]
+    # Elexon's desk is told too, in a mail it can answer with commands.
+    assert len(_outbox(config, "servicedesk-team@elexon.example")) == 1
+    text = cli(config, "case", "show", "CPSD-000001").stdout
+    assert "acknowledgement_delivered" in text and "CPSD-000001" in text
+
+
+def test_unknown_recipient_gets_550(
+    gateway: GatewayProcess, make_mail: Callable[..., bytes]
+) -> None:
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=10) as client:
+        client.ehlo()
+        client.mail("ops@brightenergy.example")
+        code, _ = client.rcpt("someone@elexon.example")
+        assert code == 550
+        code, _ = client.rcpt("cpsd@elexon.example")
+        assert code == 250
+
+
+def test_oversized_message_gets_552_and_advertises_size(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    config = tmp_path / "settings.toml"
+    port = free_port()
+    config.write_text(
+        settings_text(tmp_path, port).replace(
+            f'listen = "127.0.0.1:{port}"',
+            f'listen = "127.0.0.1:{port}"\nmax_message_bytes = 20000',
+        )
+    )
+    process = GatewayProcess(config, port).start()
+    try:
+        big = make_mail(body=("y" * 70 + "\n") * 500)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo()
+            assert client.esmtp_features.get("size") == "20000"
+            # Declared size: refused at MAIL FROM.
+            with pytest.raises(smtplib.SMTPSenderRefused) as declared:
+                client.sendmail("ops@brightenergy.example", ["cpsd@elexon.example"], big)
+            assert declared.value.smtp_code == 552
+            # Undeclared size: refused after the final dot.
+            client.rset()
+            assert client.mail("ops@brightenergy.example")[0] == 250
+            assert client.rcpt("cpsd@elexon.example")[0] == 250
+            code, _ = client.data(big)
+            assert code == 552
+    finally:
+        assert process.stop() == 0
+    assert cli_json(config, "cases", "list") == []
+
+
+def test_locked_database_gets_451_then_the_retry_is_stored(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    port = free_port()
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        settings_text(tmp_path, port).replace("[storage]", "busy_timeout_ms = 300\n\n[storage]")
+    )
+    process = GatewayProcess(config, port).start()
+    try:
+        blocker = sqlite3.connect(config.parent / "var" / "gateway.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(smtplib.SMTPDataError) as caught:
+                _send(port, make_mail())
+            assert caught.value.smtp_code == 451
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        _send(port, make_mail())  # the sender's MTA retries: now it is stored
+        assert wait_for(lambda: _outbox(config), timeout=5)
+    finally:
+        assert process.stop() == 0
+    assert len(cli_json(config, "cases", "list")) == 1
+
+
+def test_unwritable_raw_store_gets_451(tmp_path: Path, make_mail: Callable[..., bytes]) -> None:
+    port = free_port()
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        settings_text(tmp_path, port).replace("[storage]", '[storage]\nbackend = "directory"')
+    )
+    gateway = GatewayProcess(config, port).start()
+    raw_dir = config.parent / "var" / "raw"
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    raw_dir.write_text("not a directory: every write below it fails, as on a broken disk")
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        _send(gateway.port, make_mail())
+    assert caught.value.smtp_code == 451
+    raw_dir.unlink()
+    assert gateway.stop() == 0
+    assert cli_json(config, "cases", "list") == []
+
+
+def test_the_same_message_twice_gives_one_case(
+    gateway: GatewayProcess, config: Path, make_mail: Callable[..., bytes]
+) -> None:
+    raw = make_mail()
+    _send(gateway.port, raw)
+    _send(gateway.port, raw)
+    assert wait_for(lambda: _outbox(config), timeout=3)
+    time.sleep(0.5)
+    assert len(cli_json(config, "cases", "list")) == 1
+    assert len(_outbox(config)) == 1
+
+
+def test_sigkill_after_accept_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    port = free_port()
+    config = tmp_path / "settings.toml"
+    # First life: an ingest-only node (worker off), so the kill lands after accept and
+    # before processing.
+    config.write_text(settings_text(tmp_path, port, "enabled = false\n"))
+    first = GatewayProcess(config, port).start()
+    _send(port, make_mail())
+    first.kill()
+    assert cli_json(config, "cases", "list") == []
+
+    config.write_text(settings_text(tmp_path, port))
+    second = GatewayProcess(config, port).start()
+    try:
+        assert wait_for(lambda: _outbox(config), timeout=5)
+        time.sleep(0.5)
+    finally:
+        assert second.stop() == 0
+    cases = cli_json(config, "cases", "list")
+    assert [c["reference"] for c in cases] == ["CPSD-000001"]
+    assert len(_outbox(config)) == 1
+
+
+def test_sigterm_exits_0(gateway: GatewayProcess) -> None:
+    assert gateway.stop() == 0

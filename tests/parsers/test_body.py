@@ -1,0 +1,206 @@
+"""Body selection and decoding on hand-built messages (B15, B31-B33, B40)."""
+
+from __future__ import annotations
+
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+
+from parsers.body import best_text, decode_bytes, decode_part, html_to_text, part_info
+
+
+def parse(raw: bytes) -> EmailMessage:
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def single(
+    body: bytes, ctype: str = "text/plain; charset=utf-8", cte: str = "8bit"
+) -> EmailMessage:
+    head = f"From: a@b.example\r\nContent-Type: {ctype}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+    return parse(head.encode() + body)
+
+
+ALTERNATIVE = b"""From: a@b.example
+Content-Type: multipart/alternative; boundary="alt"
+
+--alt
+Content-Type: text/plain; charset=us-ascii
+
+Plain wins.
+--alt
+Content-Type: text/html; charset=us-ascii
+
+<p>HTML loses.</p>
+--alt--
+"""
+
+OUTLOOK_TABLE = """<html><head><style>p.MsoNormal {margin:0}</style></head><body>
+<p class=MsoNormal>Hello CPSD,<o:p></o:p></p>
+<table class=MsoTableGrid border=1 cellspacing=0 cellpadding=0>
+<tr><td width=180 valign=top><p class=MsoNormal><b>Summary</b><o:p></o:p></p></td>
+<td width=400 valign=top><p class=MsoNormal>DIP rejects IF-041 flows<o:p></o:p></p></td></tr>
+<tr><td><p class=MsoNormal><b>Impact</b></p></td><td><p class=MsoNormal>200 customers unbilled</p>
+<p class=MsoNormal>since Monday</p></td></tr>
+<tr><td><p class=MsoNormal><b>MPAN</b></p></td><td><p class=MsoNormal>1012345678901<br>1098765432109</p></td></tr>
+<tr><td>Priority</td><td>P2</td></tr>
+</table>
+<p class=MsoNormal>Regards,<br>Jo</p></body></html>"""
+
+
+def test_plain_is_preferred_over_html() -> None:
+    body = best_text(parse(ALTERNATIVE))
+    assert (body.source, body.text.strip()) == ("plain", "Plain wins.")
+
+
+def test_html_only_outlook_table_rows_become_lines() -> None:
+    msg = single(OUTLOOK_TABLE.encode(), "text/html; charset=utf-8")
+    body = best_text(msg)
+    assert body.source == "html"
+    assert body.html is not None and "<table" in body.html
+    lines = body.text.splitlines()
+    assert "Summary | DIP rejects IF-041 flows" in lines
+    assert "Impact | 200 customers unbilled since Monday" in lines
+    assert "MPAN | 1012345678901 1098765432109" in lines
+    assert "Priority | P2" in lines
+    assert "Hello CPSD," in lines
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        (
+            "<table><tr><th>Label</th><th>Value</th></tr><tr><td>a</td><td>b</td></tr></table>",
+            "Label | Value\na | b",
+        ),
+        ("<table><tr><td>a<td>b<tr><td>c<td>d</table>", "a | b\nc | d"),  # no closing tags
+        ("<table><tr><td></td><td>x</td><td></td></tr></table>", "x"),  # spacer cells
+        (
+            "<table><tr><td><table><tr><td>in1</td><td>in2</td></tr></table></td></tr></table>",
+            "in1 | in2",
+        ),
+        ("<p>1. step one - see &lt;x&gt; &amp; more</p>", "1. step one - see <x> & more"),
+        ("<p>a<br>b</p><blockquote>quoted</blockquote>", "a\nb\n\n> quoted"),
+        ('<a href="https://x.example/">link text</a><img src="cid:1" alt="logo">', "link text"),
+        ("<script>alert(1)</script><p>shown</p>", "shown"),
+        ("<p>a&nbsp;b</p>", "a b"),
+    ],
+)
+def test_html_to_text(html: str, expected: str) -> None:
+    assert html_to_text(html) == expected
+
+
+def test_utf8_label_on_latin1_body_is_rescued() -> None:
+    msg = single("Caf\xe9 cr\xe8me: the meter reads \xa3100".encode("latin-1"))
+    body = best_text(msg)
+    assert body.text == "Café crème: the meter reads £100"
+    assert any("not valid utf-8" in p for p in body.problems)
+
+
+@pytest.mark.parametrize("charset", ["x-unknown", "unknown-8bit", "no-such-charset", "utf-7"])
+def test_unknown_or_refused_charsets_fall_back(charset: str) -> None:
+    msg = single("Stra\xdfe 5".encode("cp1252"), f"text/plain; charset={charset}")
+    assert best_text(msg).text == "Straße 5"
+
+
+def test_utf7_html_is_never_interpreted() -> None:
+    msg = single(b"+ADw-script+AD4-alert(1)+ADw-/script+AD4-", "text/html; charset=utf-7")
+    body = best_text(msg)
+    assert "<script" not in body.text
+    assert "+ADw-script+AD4-" in body.text
+
+
+def test_gb2312_label_decodes_gbk_characters() -> None:
+    text = "测试邮件 鎔"  # the last character is GBK-only
+    msg = single(text.encode("gb18030"), "text/plain; charset=gb2312")
+    assert best_text(msg).text == text
+
+
+def test_broken_base64_never_raises() -> None:
+    msg = single(b"SGVsbG8g!!V29y\nbGQ", "text/plain; charset=utf-8", "base64")
+    body = best_text(msg)
+    assert body.text == "Hello World"
+    assert any("base64" in p for p in body.problems)
+
+
+def test_broken_quoted_printable_keeps_text() -> None:
+    msg = single(
+        b"Price =ZZ and =E2=82=AC5 and soft=\nbreak",
+        "text/plain; charset=utf-8",
+        "quoted-printable",
+    )
+    assert best_text(msg).text == "Price =ZZ and €5 and softbreak"
+
+
+def test_nul_characters_are_removed() -> None:
+    msg = single(b"a\x00b\r\nc")
+    assert best_text(msg).text == "ab\nc"
+
+
+def test_attached_text_and_forwarded_bodies_are_not_the_body() -> None:
+    raw = b"""From: a@b.example
+Content-Type: multipart/mixed; boundary="m"
+
+--m
+Content-Type: text/plain; charset=utf-8
+Content-Disposition: attachment; filename="log.txt"
+
+attached log
+--m
+Content-Type: message/rfc822
+
+From: inner@c.example
+Subject: inner
+
+inner body
+--m
+Content-Type: text/html; charset=utf-8
+
+<p>outer html</p>
+--m--
+"""
+    body = best_text(parse(raw))
+    assert (body.source, body.text) == ("html", "outer html")
+
+
+def test_empty_plain_beside_html_uses_html() -> None:
+    raw = ALTERNATIVE.replace(b"Plain wins.", b"   ")
+    assert best_text(parse(raw)).text == "HTML loses."
+
+
+def test_multipart_without_boundary_is_read_as_text() -> None:
+    raw = b"From: a@b.example\nContent-Type: multipart/mixed\n\njust text\n"
+    body = best_text(parse(raw))
+    assert body.text.strip() == "just text"
+
+
+def test_no_text_part_gives_none() -> None:
+    body = best_text(single(b"\x89PNG", "image/png"))
+    assert (body.source, body.text) == ("none", "")
+
+
+def test_body_is_bounded() -> None:
+    body = best_text(single(b"x" * 50_000), max_chars=10_000)
+    assert len(body.text) == 10_000
+    assert any("truncated" in p for p in body.problems)
+
+
+def test_decode_part_and_decode_bytes() -> None:
+    part = single(b"caf\xc3\xa9")
+    assert decode_part(part, 100) == "café"
+    assert decode_part(part, 3) == "caf"
+    assert decode_bytes(b"\xff\xfe\xfd", None)[0]  # something, never an exception
+
+
+def test_oversized_parameter_header_is_read_without_the_stdlib_parser() -> None:
+    segments = "; ".join(f"filename*{i}*=%41" for i in range(10_000))
+    msg = parse(
+        f"Content-Type: text/plain\nContent-Disposition: attachment; {segments}\n\nx".encode()
+    )
+    info = part_info(msg)
+    assert info.disposition == "attachment"
+    assert info.filename == "A" * 64
+    assert info.problem is not None

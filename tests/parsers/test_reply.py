@@ -1,0 +1,406 @@
+"""Reply-text extraction on the shapes mail clients really produce (fixtures written here)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from parsers.reply import reply_text
+
+OUTLOOK_EN = """Hi team,
+
+The IF-041 rejections stopped after the fix at 10:05.
+
+Thanks
+
+________________________________
+From: CPSD Service Desk <cpsd@elexon.example>
+Sent: 27 November 2026 09:15
+To: Ops Team <ops@brightenergy.example>
+Subject: CPSD-000123 DIP rejects IF-041
+
+Please confirm whether the issue persists.
+"""
+
+OUTLOOK_DE = """Hallo zusammen,
+
+die Meldungen werden seit heute früh wieder verarbeitet.
+
+Mit freundlichen Grüßen
+Max Mustermann
+Stadtwerke Beispiel
+
+Von: CPSD Service Desk <cpsd@elexon.example>
+Gesendet: Freitag, 27. November 2026 10:15
+An: Max Mustermann <max@stadtwerke.example>
+Betreff: CPSD-000123 DIP lehnt IF-041 ab
+
+Bitte bestätigen Sie, ob das Problem weiterhin besteht.
+"""
+
+OUTLOOK_FR = """Bonjour,
+
+Le problème est résolu de notre côté.
+
+Cordialement,
+Jean Dupont
+
+De : CPSD Service Desk <cpsd@elexon.example>
+Envoyé : vendredi 27 novembre 2026 10:15
+À : Jean Dupont <jean@energie.example>
+Objet : CPSD-000123 DIP rejette IF-041
+
+Merci de confirmer.
+"""
+
+OUTLOOK_NL = """Hoi,
+
+Opgelost na de herstart.
+
+Met vriendelijke groet,
+Anna
+
+Van: CPSD Service Desk <cpsd@elexon.example>
+Verzonden: vrijdag 27 november 2026 10:15
+Aan: Anna <anna@energie.example>
+Onderwerp: CPSD-000123
+
+Graag bevestigen.
+"""
+
+OUTLOOK_ES = """Hola,
+
+Ya funciona.
+
+Saludos,
+Lucía
+
+De: CPSD Service Desk <cpsd@elexon.example>
+Enviado: viernes, 27 de noviembre de 2026 10:15
+Para: Lucía <lucia@energia.example>
+Asunto: CPSD-000123
+
+Por favor confirme.
+"""
+
+OUTLOOK_DA = """Hej,
+
+Det virker nu.
+
+Med venlig hilsen
+Søren
+
+Fra: CPSD Service Desk <cpsd@elexon.example>
+Sendt: 27. november 2026 10:15
+Til: Søren <soren@energi.example>
+Emne: CPSD-000123
+
+Bekræft venligst.
+"""
+
+OUTLOOK_SV = """Hej,
+
+Nu fungerar det.
+
+Vänliga hälsningar
+Eva
+
+Från: CPSD Service Desk <cpsd@elexon.example>
+Skickat: den 27 november 2026 10:15
+Till: Eva <eva@energi.example>
+Ämne: CPSD-000123
+
+Bekräfta gärna.
+"""
+
+OUTLOOK_PL = """Dzień dobry,
+
+Problem został rozwiązany.
+
+Pozdrawiam,
+Jan
+
+Od: CPSD Service Desk <cpsd@elexon.example>
+Wysłano: piątek, 27 listopada 2026 10:15
+Do: Jan <jan@energia.example>
+Temat: CPSD-000123
+
+Proszę potwierdzić.
+"""
+
+ORIGINAL_MESSAGE = """Confirmed, closed on our side.
+
+-----Original Message-----
+From: CPSD Service Desk [mailto:cpsd@elexon.example]
+Sent: Friday, November 27, 2026 9:15 AM
+To: Ops
+Subject: CPSD-000123
+
+Please confirm.
+"""
+
+URSPRUENGLICHE = """Bestätigt.
+
+-----Ursprüngliche Nachricht-----
+Von: CPSD Service Desk [mailto:cpsd@elexon.example]
+Gesendet: Freitag, 27. November 2026 09:15
+An: Ops
+Betreff: CPSD-000123
+
+Bitte bestätigen.
+"""
+
+GMAIL_WRAPPED = """Yes, the MPAN 1012345678901 is still failing.
+
+On Fri, 27 Nov 2026 at 09:15, CPSD Service Desk <cpsd@elexon.example>
+wrote:
+
+> Please confirm whether the issue persists.
+>
+> CPSD-000123
+"""
+
+GMAIL_DE = """Ja, weiterhin fehlerhaft.
+
+Am Fr., 27. Nov. 2026 um 09:15 Uhr schrieb CPSD Service Desk <
+cpsd@elexon.example>:
+
+> Bitte bestätigen.
+"""
+
+GMAIL_FR = """Oui, toujours en échec.
+
+Le ven. 27 nov. 2026 à 09:15, CPSD Service Desk <cpsd@elexon.example> a écrit :
+
+> Merci de confirmer.
+"""
+
+GMAIL_ES = """Sí, sigue fallando.
+
+El vie, 27 nov 2026 a las 9:15, CPSD Service Desk (<cpsd@elexon.example>) escribió:
+
+> Por favor confirme.
+"""
+
+GMAIL_NL = """Ja, nog steeds.
+
+Op vr 27 nov. 2026 om 09:15 schreef CPSD Service Desk <cpsd@elexon.example>:
+
+> Graag bevestigen.
+"""
+
+APPLE_MAIL = """Looks good now, thanks.
+
+Sent from my iPhone
+
+On 27 Nov 2026, at 09:15, CPSD Service Desk <cpsd@elexon.example> wrote:
+
+> Please confirm whether the issue persists.
+"""
+
+APPLE_FORWARD = """See below from the DCC.
+
+Begin forwarded message:
+
+From: DCC Support <support@dcc.example>
+Subject: Incident INC0012345
+Date: 27 November 2026 at 09:15:00 GMT
+To: ops@brightenergy.example
+
+The incident is resolved.
+"""
+
+THUNDERBIRD = (
+    "Still broken after the restart.\n\n"
+    "On 27/11/2026 09:15, CPSD Service Desk wrote:\n"
+    "> Please confirm whether the issue persists.\n>\n> -- \n> CPSD Service Desk\n"
+)
+
+IPHONE = """Will check on Monday
+
+Sent from my iPhone
+"""
+
+ANDROID_OUTLOOK = """Will check on Monday
+
+Get Outlook for Android
+"""
+
+ANGLE_QUOTED = """Agreed, please close it.
+
+> Can we close CPSD-000123?
+> It has been quiet for a week.
+"""
+
+INLINE = """On Fri, 27 Nov 2026 at 09:15, CPSD <cpsd@elexon.example> wrote:
+> Which MPAN is affected?
+
+1012345678901
+
+> Since when?
+
+Since 09:00 today.
+
+--
+Jo Bloggs
+"""
+
+SIGNATURE = (
+    "The flows went through at 10:05.\n\n-- \nJo Bloggs | Settlement Analyst\nBright Energy\n"
+)
+
+BULLETS = """Two things:
+
+   - the DIP portal shows "rejected"
+   - the error is E0123
+"""
+
+SENT_FROM_SENTENCE = "Here is the update\n\nSent from my desk, which is easier than my phone."
+
+CASES = [
+    (
+        "outlook-en",
+        OUTLOOK_EN,
+        "Hi team,\n\nThe IF-041 rejections stopped after the fix at 10:05.\n\nThanks",
+    ),
+    (
+        "outlook-de",
+        OUTLOOK_DE,
+        "Hallo zusammen,\n\ndie Meldungen werden seit heute früh wieder verarbeitet.",
+    ),
+    ("outlook-fr", OUTLOOK_FR, "Bonjour,\n\nLe problème est résolu de notre côté."),
+    ("outlook-nl", OUTLOOK_NL, "Hoi,\n\nOpgelost na de herstart."),
+    ("outlook-es", OUTLOOK_ES, "Hola,\n\nYa funciona."),
+    ("outlook-da", OUTLOOK_DA, "Hej,\n\nDet virker nu."),
+    ("outlook-sv", OUTLOOK_SV, "Hej,\n\nNu fungerar det."),
+    ("outlook-pl", OUTLOOK_PL, "Dzień dobry,\n\nProblem został rozwiązany."),
+    ("original-message", ORIGINAL_MESSAGE, "Confirmed, closed on our side."),
+    ("urspruengliche-nachricht", URSPRUENGLICHE, "Bestätigt."),
+    ("gmail-wrapped", GMAIL_WRAPPED, "Yes, the MPAN 1012345678901 is still failing."),
+    ("gmail-de", GMAIL_DE, "Ja, weiterhin fehlerhaft."),
+    ("gmail-fr", GMAIL_FR, "Oui, toujours en échec."),
+    ("gmail-es", GMAIL_ES, "Sí, sigue fallando."),
+    ("gmail-nl", GMAIL_NL, "Ja, nog steeds."),
+    ("apple-mail", APPLE_MAIL, "Looks good now, thanks."),
+    ("apple-forward", APPLE_FORWARD, "See below from the DCC."),
+    ("thunderbird", THUNDERBIRD, "Still broken after the restart."),
+    ("iphone", IPHONE, "Will check on Monday"),
+    ("outlook-android", ANDROID_OUTLOOK, "Will check on Monday"),
+    ("angle-quoted", ANGLE_QUOTED, "Agreed, please close it."),
+    ("inline-answers", INLINE, "1012345678901\n\nSince 09:00 today."),
+    ("dash-dash-signature", SIGNATURE, "The flows went through at 10:05."),
+    ("bullets-kept", BULLETS, BULLETS.strip()),
+    ("sent-from-in-a-sentence", SENT_FROM_SENTENCE, SENT_FROM_SENTENCE),
+    ("plain-new-message", "Summary: DIP down\nImpact: none", "Summary: DIP down\nImpact: none"),
+    ("empty", "", ""),
+    (
+        "outlook-cs-via-mail-parser-reply",
+        "Ano, hotovo.\n\nOd: CPSD <cpsd@elexon.example>\nOdesláno: pátek 27. listopadu 2026\n"
+        "Komu: Jan <jan@firma.example>\nPředmět: CPSD-000123\n\nProsím potvrďte.\n",
+        "Ano, hotovo.",
+    ),
+    (
+        "outlook-it",
+        "Fatto.\n\nDa: CPSD <cpsd@elexon.example>\nInviato: venerdì 27 novembre 2026 09:15\n"
+        "A: Anna <anna@energia.example>\nOggetto: CPSD-000123\n\nConfermi.\n",
+        "Fatto.",
+    ),
+    (
+        "gmail-zh",
+        "已处理。\n\n2026年11月27日 周五 09:15 CPSD <cpsd@elexon.example> 写道：\n\n请确认。\n",
+        "已处理。",
+    ),
+    (
+        "gmail-ko",
+        "확인했습니다.\n\n2026년 11월 27일 (금) 오전 9:15, CPSD <cpsd@elexon.example>님이 작성:\n\n> 확인?\n",
+        "확인했습니다.",
+    ),
+    (
+        "mail-ru-style",
+        "Готово.\n\nПт, 27 ноя 2026 09:15 +0300 от CPSD <cpsd@elexon.example>:\n\n> Подтвердите.\n",
+        "Готово.",
+    ),
+    (
+        "outlook-ru",
+        "Готово.\n\nОт: CPSD\nОтправлено: 27 ноября 2026 г. 9:15\nКому: Иван\nТема: CPSD-000123\n\nОК?\n",
+        "Готово.",
+    ),
+    (
+        "gmail-forward-without-comment",
+        "---------- Forwarded message ---------\nFrom: DCC <support@dcc.example>\n"
+        "Date: Fri, 27 Nov 2026 at 09:15\nSubject: INC0012345\nTo: <ops@x.example>\n\n"
+        "The incident is resolved.\n",
+        "The incident is resolved.",
+    ),
+    (
+        "crlf",
+        "Fine now.\r\n\r\nOn Fri, 27 Nov 2026, Jo <jo@x.example> wrote:\r\n> old\r\n",
+        "Fine now.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_reply_text(text: str, expected: str) -> None:
+    assert reply_text(text) == expected
+
+
+def test_signature_above_quoted_history_is_kept() -> None:
+    # talon's expectation (sparrow): a "-- " block above the quote belongs to the reply.
+    text = "Hello\n\n-- \nJo\nSent with Sparrow\n\nOn Fri, 27 Nov 2026, Al <al@x.example> wrote:\n> Hi\n"
+    assert reply_text(text) == "Hello\n\n-- \nJo\nSent with Sparrow"
+
+
+def test_sender_name_block_is_a_signature() -> None:
+    text = "The DIP accepted the file.\n\nThank you,\nJo Bloggs\n"
+    assert reply_text(text) == text.strip()  # gratitude alone is content
+    assert reply_text(text, sender="Jo Bloggs <jo@brightenergy.example>") == (
+        "The DIP accepted the file."
+    )
+
+
+def test_quote_header_at_the_top_keeps_the_message_below() -> None:
+    text = "From: Jan <jan@x.example>\nSent: Friday\nSubject: DIP\n\nThe real text.\n"
+    assert reply_text(text) == "The real text."
+
+
+def test_external_banner_is_dropped() -> None:
+    text = "CAUTION: This email originated from outside of the organisation.\n\nPlease reopen."
+    assert reply_text(text) == "Please reopen."
+
+
+def test_polish_single_header_line_does_not_cut_english_mail() -> None:
+    text = "Data: see the attached extract\nThe MPAN is 1012345678901.\n"
+    assert reply_text(text) == text.strip()
+
+
+def test_hostile_sizes_are_fast() -> None:
+    long_quote = "Hi\n" + ">" * 800_000 + "\nasdf\n"
+    many_lines = "Reply\n" + "> quoted line\n" * 200_000
+    no_breaks = "On " + "x" * 500_000 + " wrote:"
+    for text in (long_quote, many_lines, no_breaks):
+        started = time.perf_counter()
+        reply_text(text)
+        assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("text", ["\x00", "\r", ">", "-- ", "On wrote:", "\u202e>x", "From:\nTo:"])
+def test_odd_inputs_never_raise(text: str) -> None:
+    assert isinstance(reply_text(text), str)
+
+
+def test_a_sentence_naming_the_sender_is_not_a_signature() -> None:
+    text = "Hi,\n\nMy name is Jim Smith and I had a question.\n\nWhat do you do?"
+    assert reply_text(text, sender="Jim Smith <jim@x.example>") == text
+    signed = "Done.\n\nJim Smith | Settlement Analyst | Bright Energy\n+44 20 7946 0000"
+    assert reply_text(signed, sender="Jim Smith <jim@x.example>") == "Done."
+
+
+def test_paragraphs_starting_with_on_are_not_quote_headers() -> None:
+    text = (
+        "On Friday, one achievement I had was moving the flows\nto the new DIP adapter.\n\n"
+        "On friday when I tried it didn't work.\n\n"
+        "On Wed, Apr 4, 2012 at 9:32 AM, Bob Jones <bjones@example.com> wrote:\n> Any news?\n"
+    )
+    assert reply_text(text) == text.split("\n\nOn Wed")[0]

@@ -1,0 +1,47 @@
+"""Helpers shared by tests and benchmarks: real settings files on free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def settings_text(tmp: Path, port: int, extra: str = "", parties: Path | None = None) -> str:
+    """Settings for one test: everything under tmp, extra lines go in [worker]."""
+    return f"""
+[gateway]
+mailboxes = ["cpsd@elexon.example"]
+reference_prefix = "CPSD"
+staff_domains = ["elexon.example"]
+
+[database]
+url = "sqlite:///{tmp / "var" / "gateway.db"}"
+
+[storage]
+raw_dir = "{tmp / "var" / "raw"}"
+
+[smtp]
+listen = "127.0.0.1:{port}"
+
+[worker]
+idle_seconds = 0.1
+{extra}
+[outbound]
+transport = "maildir"
+maildir = "{tmp / "var" / "outbox"}"
+from_address = "cpsd@elexon.example"
+
+[parties]
+file = "{parties or REPO / "parties.toml"}"
+
+[templates]
+dir = "{REPO / "templates"}"
+"""
