@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from gateway import cases, sla
 from gateway.commands import Command, help_lines
-from gateway.context import Deps, MessageContext, Outgoing
+from gateway.context import Acting, Deps, Outgoing
 from gateway.lifecycle import OPEN_STATES, State, TransitionError, can_close, move
 from gateway.models import Case, CaseParty, Message
 from gateway.views import case_context, facts_context
@@ -24,9 +24,7 @@ class Refused(Exception):
     """A command the lifecycle or the directory does not allow; the text says why."""
 
 
-def transition(
-    ctx: MessageContext, deps: Deps, case: Case, target: State, detail: str = ""
-) -> None:
+def transition(ctx: Acting, deps: Deps, case: Case, target: State, detail: str = "") -> None:
     if case.state == target:
         return
     try:
@@ -47,7 +45,7 @@ def transition(
         actor=_actor(ctx),
         at=deps.now,
         detail=text,
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
 
 
@@ -67,7 +65,7 @@ def open_children(deps: Deps, case: Case) -> list[Case]:
     return [c for c in children if c.state in OPEN_STATES]
 
 
-def notice(ctx: MessageContext, case: Case, template: str, to: list[str], **extra: Any) -> None:
+def notice(ctx: Acting, case: Case, template: str, to: list[str], **extra: Any) -> None:
     if to:
         ctx.outgoing.append(
             Outgoing(
@@ -76,7 +74,7 @@ def notice(ctx: MessageContext, case: Case, template: str, to: list[str], **extr
         )
 
 
-def tell_staff(ctx: MessageContext, deps: Deps, case: Case, headline: str, text: str = "") -> None:
+def tell_staff(ctx: Acting, deps: Deps, case: Case, headline: str, text: str = "") -> None:
     """Staff hear about cases by mail and answer with their normal client (commands or text)."""
     notice(
         ctx,
@@ -85,16 +83,16 @@ def tell_staff(ctx: MessageContext, deps: Deps, case: Case, headline: str, text:
         [deps.settings.gateway.staff_mailbox],
         headline=headline,
         text=text[:20_000],
-        sender=ctx.sender.label if ctx.sender else "",
+        sender=ctx.actor,
     )
 
 
-def command_help(ctx: MessageContext, deps: Deps, case: Case, problems: list[str]) -> None:
-    assert ctx.sender is not None and ctx.sender.address is not None
+def command_help(ctx: Acting, deps: Deps, case: Case, problems: list[str]) -> None:
+    assert ctx.reply_address is not None
     ctx.outgoing.append(
         Outgoing(
             "command_help",
-            (ctx.sender.address,),
+            (ctx.reply_address,),
             {"case": case_context(case), "problems": problems, "commands": help_lines()},
             case,
             kind="auto_reply",
@@ -104,19 +102,19 @@ def command_help(ctx: MessageContext, deps: Deps, case: Case, problems: list[str
         deps.session,
         case,
         "commands_refused",
-        actor=ctx.sender.label,
+        actor=ctx.actor,
         at=deps.now,
         detail="; ".join(problems),
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
 
 
-def apply(ctx: MessageContext, deps: Deps, case: Case, command: Command) -> None:
+def apply(ctx: Acting, deps: Deps, case: Case, command: Command) -> None:
     handler = _HANDLERS[command.name]
     handler(ctx, deps, case, command.argument)
 
 
-def resolve(ctx: MessageContext, deps: Deps, case: Case, summary: str) -> None:
+def resolve(ctx: Acting, deps: Deps, case: Case, summary: str) -> None:
     transition(ctx, deps, case, State.RESOLVED, summary)
     case.resolution = summary
     notice(ctx, case, "resolution", counterparty(deps, case))
@@ -124,7 +122,7 @@ def resolve(ctx: MessageContext, deps: Deps, case: Case, summary: str) -> None:
         _child_resolved(ctx, deps, case)
 
 
-def _child_resolved(ctx: MessageContext, deps: Deps, child: Case) -> None:
+def _child_resolved(ctx: Acting, deps: Deps, child: Case) -> None:
     """CPSD: the original case stays open until the case between the services is resolved."""
     parent = deps.session.get(Case, child.parent_id)
     if parent is None:
@@ -136,7 +134,7 @@ def _child_resolved(ctx: MessageContext, deps: Deps, child: Case) -> None:
         actor=_actor(ctx),
         at=deps.now,
         detail=f"{child.reference}: {child.resolution or ''}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
     still_open = [c for c in open_children(deps, parent) if c.id != child.id]
     tell_staff(
@@ -152,11 +150,11 @@ def _child_resolved(ctx: MessageContext, deps: Deps, child: Case) -> None:
         notice(ctx, parent, "resolution", counterparty(deps, parent))
 
 
-def _triage(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+def _triage(ctx: Acting, deps: Deps, case: Case, _: str) -> None:
     transition(ctx, deps, case, State.TRIAGE)
 
 
-def _priority(ctx: MessageContext, deps: Deps, case: Case, value: str) -> None:
+def _priority(ctx: Acting, deps: Deps, case: Case, value: str) -> None:
     before = case.priority
     case.priority = value
     sla.set_due(case, deps.settings)
@@ -167,11 +165,11 @@ def _priority(ctx: MessageContext, deps: Deps, case: Case, value: str) -> None:
         actor=_actor(ctx),
         at=deps.now,
         detail=f"{before} → {value}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
 
 
-def _assign(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
+def _assign(ctx: Acting, deps: Deps, case: Case, name: str) -> None:
     party = deps.directory.resolve(name)
     if party is None:
         known = ", ".join(p.id for p in deps.directory.parties)
@@ -180,32 +178,39 @@ def _assign(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
 
 
 def raise_child(
-    ctx: MessageContext,
+    ctx: Acting,
     deps: Deps,
-    parent: Case,
+    parent: Case | None,
     party_id: str,
     *,
     summary: str | None = None,
     impact: str | None = None,
     attachments: tuple[tuple[str, str, bytes], ...] = (),
+    facts: dict[str, list[str]] | None = None,
 ) -> Case:
-    """A case from Elexon to a party's nominated mailbox, as a child of the raiser's case."""
+    """A case from Elexon to a party's nominated mailbox, as a child of the raiser's case.
+
+    Without a parent it is a case Elexon raises on its own behalf (e.g. from the CLI).
+    """
     party = deps.directory.by_id(party_id)
     if party is None:
         raise Refused(f"no party {party_id}")
     child = cases.open_case(
         deps.session,
         prefix=deps.settings.gateway.reference_prefix,
-        subject=parent.subject,
+        subject=parent.subject if parent else (summary or "CPSD case")[:200],
         party_id=None,
         address=None,
-        priority=parent.priority,
-        summary=summary or parent.summary,
-        impact=impact or parent.impact,
+        priority=parent.priority if parent else deps.settings.sla.default_priority,
+        summary=summary or (parent.summary if parent else None),
+        impact=impact or (parent.impact if parent else None),
         now=deps.now,
         parent=parent,
     )
-    child.facts = dict(parent.facts or {})
+    merged = dict(parent.facts or {}) if parent else {}
+    for key, values in (facts or {}).items():
+        merged[key] = list(dict.fromkeys([*merged.get(key, []), *values]))
+    child.facts = merged
     child.raised_by_party = "ELEXON"
     cases.add_party(deps.session, child, party.id, "assignee")
     cases.add_party(deps.session, parent, party.id, "assignee")
@@ -217,7 +222,7 @@ def raise_child(
         actor=_actor(ctx),
         at=deps.now,
         detail=f"raised to {party.name} ({party.contact}) for {parent.reference}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
     transition(ctx, deps, child, State.ASSIGNED, f"to {party.id}")
     cases.record(
@@ -227,7 +232,7 @@ def raise_child(
         actor=_actor(ctx),
         at=deps.now,
         detail=f"{child.reference} to {party.name}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
     if parent.state != State.ASSIGNED:
         transition(ctx, deps, parent, State.ASSIGNED, f"child {child.reference} to {party.id}")
@@ -237,7 +242,7 @@ def raise_child(
             (party.contact,),
             {
                 "case": case_context(child),
-                "parent": case_context(parent),
+                "parent": case_context(parent) if parent else case_context(child),
                 "party": {"id": party.id, "name": party.name},
                 "facts": facts_context(child.facts),
             },
@@ -249,15 +254,15 @@ def raise_child(
     return child
 
 
-def _awaiting(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+def _awaiting(ctx: Acting, deps: Deps, case: Case, _: str) -> None:
     transition(ctx, deps, case, State.AWAITING_PARTY)
 
 
-def _resolve(ctx: MessageContext, deps: Deps, case: Case, summary: str) -> None:
+def _resolve(ctx: Acting, deps: Deps, case: Case, summary: str) -> None:
     resolve(ctx, deps, case, summary)
 
 
-def _close(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+def _close(ctx: Acting, deps: Deps, case: Case, _: str) -> None:
     reason = can_close(case.state, len(open_children(deps, case)))
     if reason:
         raise Refused(f"{case.reference} cannot close: {reason}")
@@ -265,7 +270,7 @@ def _close(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
     notice(ctx, case, "closure", counterparty(deps, case))
 
 
-def _redirect(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
+def _redirect(ctx: Acting, deps: Deps, case: Case, name: str) -> None:
     desk = deps.directory.desk(name)
     if desk is None:
         known = ", ".join(d.id for d in deps.directory.desks)
@@ -276,7 +281,7 @@ def _redirect(ctx: MessageContext, deps: Deps, case: Case, name: str) -> None:
     notice(ctx, case, "redirect", counterparty(deps, case), desk=desk.to_json())
 
 
-def _note(ctx: MessageContext, deps: Deps, case: Case, text: str) -> None:
+def _note(ctx: Acting, deps: Deps, case: Case, text: str) -> None:
     cases.record(
         deps.session,
         case,
@@ -284,11 +289,11 @@ def _note(ctx: MessageContext, deps: Deps, case: Case, text: str) -> None:
         actor=_actor(ctx),
         at=deps.now,
         detail=text,
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
 
 
-def _major(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
+def _major(ctx: Acting, deps: Deps, case: Case, _: str) -> None:
     case.major = True
     cases.record(
         deps.session,
@@ -296,7 +301,7 @@ def _major(ctx: MessageContext, deps: Deps, case: Case, _: str) -> None:
         "major_incident_flagged",
         actor=_actor(ctx),
         at=deps.now,
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
 
 
@@ -313,7 +318,7 @@ _HANDLERS = {
 }
 
 
-def reopen_or_follow_up(ctx: MessageContext, deps: Deps, case: Case) -> Case:
+def reopen_or_follow_up(ctx: Acting, deps: Deps, case: Case) -> Case:
     """A reply to a closed case reopens it within the window; later it starts a linked case."""
     window = timedelta(days=deps.settings.gateway.reopen_days)
     if case.closed_at is not None and deps.now - case.closed_at <= window:
@@ -324,7 +329,7 @@ def reopen_or_follow_up(ctx: MessageContext, deps: Deps, case: Case) -> Case:
         prefix=deps.settings.gateway.reference_prefix,
         subject=case.subject,
         party_id=case.raised_by_party,
-        address=ctx.sender.address if ctx.sender else case.raised_by_address,
+        address=ctx.reply_address or case.raised_by_address,
         priority=case.priority,
         now=deps.now,
     )
@@ -337,7 +342,7 @@ def reopen_or_follow_up(ctx: MessageContext, deps: Deps, case: Case) -> Case:
         actor=_actor(ctx),
         at=deps.now,
         detail=f"a reply after the reopen window became {follow_up.reference}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
     cases.record(
         deps.session,
@@ -346,13 +351,13 @@ def reopen_or_follow_up(ctx: MessageContext, deps: Deps, case: Case) -> Case:
         actor=_actor(ctx),
         at=deps.now,
         detail=f"follows closed case {case.reference}",
-        message_row_id=ctx.row.id,
+        message_row_id=ctx.message_row_id,
     )
     return follow_up
 
 
-def _actor(ctx: MessageContext) -> str:
-    return ctx.sender.label if ctx.sender else "gateway"
+def _actor(ctx: Acting) -> str:
+    return ctx.actor
 
 
 def first_message(deps: Deps, case: Case) -> Message | None:

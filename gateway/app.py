@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ class App:
     deliverer: Deliverer
     work_ready: Event
     mail_ready: Event
+    make_deps: Callable[[Session], Deps]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -106,6 +108,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         ),
         work_ready=work_ready,
         mail_ready=mail_ready,
+        make_deps=make_deps,
     )
 
 

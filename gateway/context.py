@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,31 @@ class Outgoing:
     attachments: tuple[tuple[str, str, bytes], ...] = ()
 
 
+class Acting(Protocol):
+    """Who is acting on a case and where its mails go: a message, or a person at the CLI."""
+
+    outgoing: list[Outgoing]
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def message_row_id(self) -> int | None: ...
+
+    @property
+    def reply_address(self) -> str | None: ...
+
+
+@dataclass
+class Operator:
+    """A person acting from the command line."""
+
+    actor: str
+    outgoing: list[Outgoing] = field(default_factory=list)
+    message_row_id: int | None = None
+    reply_address: str | None = None
+
+
 @dataclass
 class MessageContext:
     row: Message
@@ -72,6 +97,18 @@ class MessageContext:
     outgoing: list[Outgoing] = field(default_factory=list)
     outcome: Outcome | None = None
     reason: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.sender.label if self.sender else "gateway"
+
+    @property
+    def message_row_id(self) -> int | None:
+        return self.row.id
+
+    @property
+    def reply_address(self) -> str | None:
+        return self.sender.address if self.sender else None
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ class Worker:
 
     def _run(self, row: Message, deps: Deps) -> Processed:
         ctx = MessageContext(row=row, raw=self._store.get(deps.session, row.sha256))
+        ctx.released = row.outcome == "released"
         row.attempts += 1
         pipeline.run(ctx, deps)
         outcome = ctx.outcome or "ignored"
@@ -134,8 +135,10 @@ def _fail(row: Message, exc: Exception) -> Processed:
     return Processed(row.id, "failed", None, row.reason)
 
 
-def reset_for_reprocess(session: Session, row_id: int) -> Message | None:
+def reset_for_reprocess(session: Session, row_id: int, *, release: bool = False) -> Message | None:
+    """Queue a stored message for the pipeline again; ``release`` lifts the quarantine checks."""
     row = session.get(Message, row_id)
     if row is not None:
-        row.status, row.outcome, row.reason = "received", None, None
+        row.status, row.reason = "received", None
+        row.outcome = "released" if release else None
     return row

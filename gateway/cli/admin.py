@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,30 @@ def quarantine_list(settings: Any, as_json: bool) -> None:
     for row in rows:
         click.echo(f"{row['id']:>6}  {row['at']}  {row['from'] or '-'}  {row['subject'] or ''}")
         click.echo(f"        {row['reason']}")
+
+
+@quarantine.command("release")
+@with_config
+@click.argument("message_row_id", type=int)
+def quarantine_release(settings: Any, message_row_id: int) -> None:
+    """Let a held message through: the directory and party checks are lifted for it."""
+    from gateway.worker import reset_for_reprocess
+
+    app = build(settings)
+    with app.sessions.begin() as session:
+        row = session.get(Message, message_row_id)
+        if row is None or row.status != "quarantined":
+            click.echo(f"cpsd-gateway: message {message_row_id} is not in quarantine", err=True)
+            sys.exit(1)
+        reset_for_reprocess(session, message_row_id, release=True)
+    done = app.worker.process([message_row_id])
+    app.deliverer.deliver_due()
+    app.close()
+    for item in done:
+        click.echo(
+            f"{item.message_row_id}: {item.outcome} {item.reference or ''} {item.reason or ''}"
+        )
+    sys.exit(1 if any(d.outcome in ("failed", "quarantined") for d in done) else 0)
 
 
 @main.group()

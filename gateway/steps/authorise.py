@@ -7,7 +7,7 @@ from gateway.context import Deps, MessageContext, Stop
 
 
 def authorise(ctx: MessageContext, deps: Deps) -> Stop | None:
-    if ctx.case is None or ctx.sender is None or ctx.sender.kind == "staff":
+    if ctx.case is None or ctx.sender is None or ctx.sender.kind == "staff" or ctx.released:
         return None
     party = ctx.sender.party
     if party is not None and party.id in cases.party_ids(deps.session, ctx.case):

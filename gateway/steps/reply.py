@@ -29,12 +29,22 @@ def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
                 f"{item.template} not sent: the message asked for no automatic replies"
             )
             continue
-        _queue(ctx, deps, item)
+        queue(
+            deps, item, actor=ctx.actor, cause_message_id=ctx.row.id, answering=ctx.row.message_id
+        )
     return None
 
 
-def _queue(ctx: MessageContext, deps: Deps, item: Outgoing) -> None:
-    in_reply_to, references = _thread(ctx, deps, item)
+def queue(
+    deps: Deps,
+    item: Outgoing,
+    *,
+    actor: str,
+    cause_message_id: int | None = None,
+    answering: str | None = None,
+) -> None:
+    """Queue one mail in the caller's transaction; ``answering`` is the Message-ID replied to."""
+    in_reply_to, references = _thread(deps, item, answering)
     outbound.enqueue(
         deps.session,
         deps.renderer,
@@ -47,18 +57,18 @@ def _queue(ctx: MessageContext, deps: Deps, item: Outgoing) -> None:
         auto_submitted="auto-replied" if item.kind == "auto_reply" else "auto-generated",
         in_reply_to=in_reply_to,
         references=references,
-        cause_message_id=ctx.row.id,
-        actor=ctx.sender.label if ctx.sender else "gateway",
+        cause_message_id=cause_message_id,
+        actor=actor,
         **({"attachments": item.attachments} if item.attachments else {}),
     )
 
 
-def _thread(ctx: MessageContext, deps: Deps, item: Outgoing) -> tuple[str | None, list[str]]:
+def _thread(deps: Deps, item: Outgoing, answering: str | None) -> tuple[str | None, list[str]]:
     """Continue the conversation the recipient already has on this case, if any."""
-    if item.kind == "auto_reply" and ctx.row.message_id:
+    if item.kind == "auto_reply" and answering:
         earlier = _exchanged(deps, item.case, item.to) if item.case else []
-        chain = [m for m in earlier if m != ctx.row.message_id] + [ctx.row.message_id]
-        return ctx.row.message_id, chain[-MAX_REFERENCES:]
+        chain = [m for m in earlier if m != answering] + [answering]
+        return answering, chain[-MAX_REFERENCES:]
     if item.case is None:
         return None, []
     chain = _exchanged(deps, item.case, item.to)

@@ -26,7 +26,8 @@ def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
         ctx.sender = Sender("party", address, party)
     else:
         ctx.sender = Sender("unknown", address)
-        return Stop("quarantined", f"sender {address} is not in the party directory")
+        if not ctx.released:
+            return Stop("quarantined", f"sender {address} is not in the party directory")
     ctx.row.sender_kind = ctx.sender.kind
     ctx.row.sender_party = party.id if party else None
     return None
