@@ -11,9 +11,11 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.policy import EmailPolicy
+from functools import lru_cache
+from typing import Any
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
@@ -21,6 +23,28 @@ _DELIMITER_LINE = re.compile(rb"^--", re.MULTILINE)
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
+
+
+class CachingPolicy(EmailPolicy):
+    """``policy.default`` that parses each distinct header value once.
+
+    The stdlib re-parses a structured header on every ``msg[name]``; the pipeline and
+    its parsers ask for the same few headers many times, so short values are memoised
+    (header objects are immutable strings, safe to share).
+    """
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if hasattr(value, "name") or len(value) > 2048:
+            return super().header_fetch_parse(name, value)
+        return _fetch(self, name, value)
+
+
+@lru_cache(maxsize=8192)
+def _fetch(policy: CachingPolicy, name: str, value: str) -> Any:
+    return EmailPolicy.header_fetch_parse(policy, name, value)
+
+
+POLICY = CachingPolicy()
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,7 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
     problems: list[str] = []
     to_parse = _drop_oversized_headers(raw, header_len, limits.max_header_value_bytes, problems)
     try:
-        message = BytesParser(policy=policy.default).parsebytes(to_parse)
+        message = BytesParser(policy=POLICY).parsebytes(to_parse)
     except (RecursionError, MemoryError) as exc:
         return ParsedMessage(
             None, (f"message structure too complex to parse ({type(exc).__name__})",)
