@@ -16,7 +16,7 @@ from gateway import cases, sla
 from gateway.commands import Command, help_lines
 from gateway.context import Acting, Deps, Outgoing
 from gateway.lifecycle import OPEN_STATES, State, TransitionError, can_close, move
-from gateway.models import Case, CaseParty, Message
+from gateway.models import Case, CaseParty, Message, Outbox
 from gateway.views import case_context, facts_context
 
 
@@ -364,3 +364,72 @@ def first_message(deps: Deps, case: Case) -> Message | None:
     return deps.session.scalar(
         select(Message).where(Message.case_id == case.id).order_by(Message.id).limit(1)
     )
+
+
+def declare_major(ctx: Acting, deps: Deps, title: str) -> Case:
+    """A major incident is a case of Elexon's own, flagged major, with its notices threaded."""
+    case = cases.open_case(
+        deps.session,
+        prefix=deps.settings.gateway.reference_prefix,
+        subject=title[:200],
+        party_id="ELEXON",
+        address=None,
+        priority="P1",
+        now=deps.now,
+    )
+    case.major = True
+    sla.set_due(case, deps.settings)
+    cases.record(
+        deps.session, case, "major_incident_declared", actor=_actor(ctx), at=deps.now, detail=title
+    )
+    transition(ctx, deps, case, State.TRIAGE, "major incident")
+    return case
+
+
+def major_recipients(deps: Deps, case: Case, roles: tuple[str, ...]) -> list[str]:
+    """Everyone told at the start is told again; a new incident goes to the roles named."""
+    earlier = deps.session.scalars(
+        select(Outbox.recipients).where(
+            Outbox.case_id == case.id, Outbox.template == "major_incident"
+        )
+    )
+    told = list(dict.fromkeys(r for recipients in earlier for r in recipients))
+    if told:
+        return told
+    wanted = {r.lower() for r in roles}
+    return list(
+        dict.fromkeys(
+            p.contact
+            for p in deps.directory.parties
+            if p.role.value != "elexon" and (not wanted or p.role.value in wanted)
+        )
+    )
+
+
+def major_notice(
+    ctx: Acting,
+    deps: Deps,
+    case: Case,
+    recipients: list[str],
+    *,
+    phase: str,
+    message: str,
+    roles: list[str],
+) -> None:
+    context = {"case": case_context(case), "phase_label": phase, "message": message, "roles": roles}
+    for address in recipients:
+        ctx.outgoing.append(Outgoing("major_incident", (address,), context, case, kind="notice"))
+    cases.record(
+        deps.session,
+        case,
+        f"major_incident_{phase.replace(' ', '_')}",
+        actor=_actor(ctx),
+        at=deps.now,
+        detail=f"{len(recipients)} recipients: {message[:200]}",
+    )
+
+
+def end_major(ctx: Acting, deps: Deps, case: Case, message: str) -> None:
+    case.resolution = message
+    transition(ctx, deps, case, State.RESOLVED, "major incident ended")
+    transition(ctx, deps, case, State.CLOSED, "major incident ended")

@@ -184,3 +184,87 @@ def case_raise(
     app.deliverer.deliver_due()
     app.close()
     click.echo(f"{reference} raised to {found.name} ({found.contact})")
+
+
+@main.group()
+def major() -> None:
+    """Major incidents: notices to every party's nominated contact, in one thread."""
+
+
+PHASES = {"start": "declared", "update": "update", "end": "ended"}
+
+
+def _send_major(
+    app: Any,
+    reference: str | None,
+    phase: str,
+    title: str | None,
+    message: str,
+    roles: tuple[str, ...],
+    operator: str,
+) -> tuple[str, int]:
+    acting = Operator(actor=operator)
+    with app.sessions.begin() as session:
+        deps = app.make_deps(session)
+        if reference is None:
+            case = actions.declare_major(acting, deps, title or "Major incident")
+        else:
+            case = session.scalar(select(Case).where(Case.reference == reference.upper()))
+            if case is None or not case.major:
+                raise click.BadParameter(f"{reference} is not a major incident", param_hint="REF")
+        recipients = actions.major_recipients(deps, case, roles)
+        if not recipients:
+            raise click.BadParameter("no party has that role", param_hint="--role")
+        actions.major_notice(
+            acting, deps, case, recipients, phase=PHASES[phase], message=message, roles=list(roles)
+        )
+        if phase == "end":
+            actions.end_major(acting, deps, case, message)
+        for item in acting.outgoing:
+            queue(deps, item, actor=acting.actor)
+        return case.reference, len(recipients)
+
+
+@major.command("start")
+@with_config
+@click.option("--title", required=True)
+@click.option("--message", required=True)
+@click.option("--role", "roles", multiple=True, help="only parties of these roles (default: all)")
+@click.option("--as", "operator", default=None)
+def major_start(
+    settings: Any, title: str, message: str, roles: tuple[str, ...], operator: str | None
+) -> None:
+    app = build(settings)
+    reference, count = _send_major(
+        app, None, "start", title, message, roles, operator or f"cli:{getpass.getuser()}"
+    )
+    app.close()
+    click.echo(f"{reference}: major incident declared; {count} notices queued")
+
+
+@major.command("update")
+@with_config
+@click.argument("reference")
+@click.option("--message", required=True)
+@click.option("--as", "operator", default=None)
+def major_update(settings: Any, reference: str, message: str, operator: str | None) -> None:
+    app = build(settings)
+    reference, count = _send_major(
+        app, reference, "update", None, message, (), operator or f"cli:{getpass.getuser()}"
+    )
+    app.close()
+    click.echo(f"{reference}: {count} update notices queued")
+
+
+@major.command("end")
+@with_config
+@click.argument("reference")
+@click.option("--message", required=True)
+@click.option("--as", "operator", default=None)
+def major_end(settings: Any, reference: str, message: str, operator: str | None) -> None:
+    app = build(settings)
+    reference, count = _send_major(
+        app, reference, "end", None, message, (), operator or f"cli:{getpass.getuser()}"
+    )
+    app.close()
+    click.echo(f"{reference}: major incident ended; {count} notices queued")
