@@ -27,7 +27,9 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def test_ingest_takes_files_maildirs_and_mboxes_through_one_path(config: Path, tmp_path: Path) -> None:
+def test_ingest_takes_files_maildirs_and_mboxes_through_one_path(
+    config: Path, tmp_path: Path
+) -> None:
     eml = tmp_path / "one.eml"
     eml.write_bytes(mail(sender="ops@brightenergy.example", subject="one", body=BODY))
     box = mailbox.Maildir(tmp_path / "md")
@@ -35,8 +37,9 @@ def test_ingest_takes_files_maildirs_and_mboxes_through_one_path(config: Path, t
     mbox = mailbox.mbox(tmp_path / "three.mbox")
     mbox.add(mail(sender="stranger@nowhere.example", subject="three", body=BODY))
     mbox.flush()
-    done = cli(config, "ingest", str(eml), str(tmp_path / "md"), str(tmp_path / "three.mbox"),
-               "--json")
+    done = cli(
+        config, "ingest", str(eml), str(tmp_path / "md"), str(tmp_path / "three.mbox"), "--json"
+    )
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["outcome"] for line in lines] == ["case_created", "case_created", "quarantined"]
     assert lines[0]["reference"] == "CPSD-000001"
@@ -57,18 +60,30 @@ def test_ingest_takes_files_maildirs_and_mboxes_through_one_path(config: Path, t
 def test_breaching_lists_only_cases_past_or_near_their_target(config: Path, tmp_path: Path) -> None:
     for index in range(3):
         path = tmp_path / f"{index}.eml"
-        path.write_bytes(mail(sender="ops@brightenergy.example", subject=f"case {index}",
-                              body=BODY.replace("Summary:", "Priority: P1\nSummary:")))
+        path.write_bytes(
+            mail(
+                sender="ops@brightenergy.example",
+                subject=f"case {index}",
+                body=BODY.replace("Summary:", "Priority: P1\nSummary:"),
+            )
+        )
         cli(config, "ingest", str(path))
     database = sqlite3.connect(tmp_path / "var" / "gateway.db")
     now = datetime.now(UTC)
-    database.execute("UPDATE cases SET opened_at = ?, due_at = ? WHERE reference = 'CPSD-000001'",
-                     ((now - timedelta(hours=7)).isoformat(), (now - timedelta(hours=1)).isoformat()))
-    database.execute("UPDATE cases SET opened_at = ?, due_at = ? WHERE reference = 'CPSD-000002'",
-                     ((now - timedelta(hours=5)).isoformat(), (now + timedelta(hours=1)).isoformat()))
+    database.execute(
+        "UPDATE cases SET opened_at = ?, due_at = ? WHERE reference = 'CPSD-000001'",
+        ((now - timedelta(hours=7)).isoformat(), (now - timedelta(hours=1)).isoformat()),
+    )
+    database.execute(
+        "UPDATE cases SET opened_at = ?, due_at = ? WHERE reference = 'CPSD-000002'",
+        ((now - timedelta(hours=5)).isoformat(), (now + timedelta(hours=1)).isoformat()),
+    )
     database.commit()
     rows = cli_json(config, "cases", "list", "--breaching")
-    assert {r["reference"]: r["sla"] for r in rows} == {"CPSD-000001": "breached", "CPSD-000002": "near"}
+    assert {r["reference"]: r["sla"] for r in rows} == {
+        "CPSD-000001": "breached",
+        "CPSD-000002": "near",
+    }
     assert len(cli_json(config, "cases", "list")) == 3
     third = next(r for r in cli_json(config, "cases", "list") if r["reference"] == "CPSD-000003")
     assert third["priority"] == "P1" and third["due_at"] is not None
@@ -81,12 +96,28 @@ def test_case_raise_sends_a_child_case_with_evidence_to_the_nominated_mailbox(
     source.write_bytes(mail(sender="ops@brightenergy.example", subject="meter reads", body=BODY))
     cli(config, "ingest", str(source))
     evidence = tmp_path / "dip-status.csv"
-    evidence.write_text("transaction,status\nT-IF-041-1009012345-REGS-20261127-0123456789ABCDEF,REJECTED\n")
-    done = cli(config, "case", "raise", "--party", "DCC", "--parent", "CPSD-000001",
-               "--summary", "IF-041 rejected by the DCC adapter", "--impact", "200 customers",
-               "--mpan", "1183016613184", "--transaction",
-               "T-IF-041-1009012345-REGS-20261127-0123456789ABCDEF",
-               "--attach", str(evidence))
+    evidence.write_text(
+        "transaction,status\nT-IF-041-1009012345-REGS-20261127-0123456789ABCDEF,REJECTED\n"
+    )
+    done = cli(
+        config,
+        "case",
+        "raise",
+        "--party",
+        "DCC",
+        "--parent",
+        "CPSD-000001",
+        "--summary",
+        "IF-041 rejected by the DCC adapter",
+        "--impact",
+        "200 customers",
+        "--mpan",
+        "1183016613184",
+        "--transaction",
+        "T-IF-041-1009012345-REGS-20261127-0123456789ABCDEF",
+        "--attach",
+        str(evidence),
+    )
     assert "CPSD-000002 raised to Data Communications Company (demo)" in done.stdout
     parent = cli_json(config, "case", "show", "CPSD-000001")
     assert parent["children"] == ["CPSD-000002"] and parent["state"] == "assigned"
@@ -106,7 +137,9 @@ def test_case_raise_sends_a_child_case_with_evidence_to_the_nominated_mailbox(
         (["--transaction", "x"], "--transaction"),
     ],
 )
-def test_case_raise_rejects_bad_arguments_with_exit_2(config: Path, args: list[str], message: str) -> None:
+def test_case_raise_rejects_bad_arguments_with_exit_2(
+    config: Path, args: list[str], message: str
+) -> None:
     base = {"--party": "DCC", "--summary": "s", "--impact": "i"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         base[flag] = value

@@ -22,36 +22,79 @@ def app(settings: Settings) -> Iterator[App]:
     app = build(settings)
     with app.sessions.begin() as session:
         for _ in range(3):
-            case = cases.open_case(session, prefix="CPSD", subject="s", party_id="BRIGHTSUP",
-                                   address=RAISER, priority="P3", now=utcnow())
-        session.add(ExternalReference(case_id=case.id, party_id="DCC", reference="INC0012345",
-                                      learned_at=utcnow()))
-        session.add(Outbox(case_id=2, message_id="<cpsd-000002.ab@elexon.example>", kind="notice",
-                           template="acknowledgement", template_version="x", mail_from="a@b",
-                           recipients=[RAISER], subject="s", raw=b"", status="sent",
-                           next_attempt_at=utcnow(), created_at=utcnow()))
-        session.add(Message(sha256="0" * 64, content_key="1" * 64, size=1, source="t",
-                            envelope_to=[], message_id="<first@brightenergy.example>",
-                            received_at=utcnow(), status="processed", case_id=1))
+            case = cases.open_case(
+                session,
+                prefix="CPSD",
+                subject="s",
+                party_id="BRIGHTSUP",
+                address=RAISER,
+                priority="P3",
+                now=utcnow(),
+            )
+        session.add(
+            ExternalReference(
+                case_id=case.id, party_id="DCC", reference="INC0012345", learned_at=utcnow()
+            )
+        )
+        session.add(
+            Outbox(
+                case_id=2,
+                message_id="<cpsd-000002.ab@elexon.example>",
+                kind="notice",
+                template="acknowledgement",
+                template_version="x",
+                mail_from="a@b",
+                recipients=[RAISER],
+                subject="s",
+                raw=b"",
+                status="sent",
+                next_attempt_at=utcnow(),
+                created_at=utcnow(),
+            )
+        )
+        session.add(
+            Message(
+                sha256="0" * 64,
+                content_key="1" * 64,
+                size=1,
+                source="t",
+                envelope_to=[],
+                message_id="<first@brightenergy.example>",
+                received_at=utcnow(),
+                status="processed",
+                case_id=1,
+            )
+        )
     yield app
     app.close()
 
 
 def _headers(subject: str, extra: str = "", to: str = "cpsd@elexon.example") -> bytes:
-    return (f"From: {RAISER}\r\nTo: {to}\r\nSubject: {subject}\r\n{extra}"
-            "Message-ID: <new@brightenergy.example>\r\n\r\n").encode()
+    return (
+        f"From: {RAISER}\r\nTo: {to}\r\nSubject: {subject}\r\n{extra}"
+        "Message-ID: <new@brightenergy.example>\r\n\r\n"
+    ).encode()
 
 
-def _run(app: App, strategy: correlate.Strategy, raw: bytes, body: str = "",
-         sender: Sender | None = None) -> str | None:
+def _run(
+    app: App, strategy: correlate.Strategy, raw: bytes, body: str = "", sender: Sender | None = None
+) -> str | None:
     raw = raw + body.encode()
     with app.sessions() as session:
-        row = Message(sha256="2" * 64, content_key="3" * 64, size=len(raw), source="t",
-                      envelope_to=["cpsd@elexon.example"], received_at=utcnow(), status="received")
+        row = Message(
+            sha256="2" * 64,
+            content_key="3" * 64,
+            size=len(raw),
+            source="t",
+            envelope_to=["cpsd@elexon.example"],
+            received_at=utcnow(),
+            status="received",
+        )
         session.add(row)
         session.flush()
-        ctx = MessageContext(row=row, raw=raw, analysis=analyse(raw),
-                             sender=sender or Sender("party", RAISER, None))
+        ctx = MessageContext(
+            row=row, raw=raw, analysis=analyse(raw), sender=sender or Sender("party", RAISER, None)
+        )
         ctx.row.subject = ctx.analysis.subject  # type: ignore[union-attr]
         deps = build_deps(app, session)
         case = strategy(ctx, deps)
@@ -89,8 +132,10 @@ def test_by_subject(app: App, subject: str, expected: str | None) -> None:
     [
         ("In-Reply-To: <cpsd-000002.ab@elexon.example>\r\n", "CPSD-000002"),
         ("References: <other@x.example> <first@brightenergy.example>\r\n", "CPSD-000001"),
-        ("In-Reply-To: <unknown@x.example>\r\nReferences: <cpsd-000002.ab@elexon.example>\r\n",
-         "CPSD-000002"),
+        (
+            "In-Reply-To: <unknown@x.example>\r\nReferences: <cpsd-000002.ab@elexon.example>\r\n",
+            "CPSD-000002",
+        ),
         ("In-Reply-To: <unknown@x.example>\r\n", None),
         ("", None),
     ],
@@ -144,5 +189,9 @@ def test_by_external_reference(app: App, sender: object, body: str, expected: st
 
 def test_strategies_run_in_the_documented_order() -> None:
     assert [name for name, _ in correlate.STRATEGIES] == [
-        "thread", "subject_reference", "plus_address", "body_reference", "external_reference",
+        "thread",
+        "subject_reference",
+        "plus_address",
+        "body_reference",
+        "external_reference",
     ]
