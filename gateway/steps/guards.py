@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from gateway import bounces
 from gateway.context import Deps, MessageContext, Stop
 from gateway.models import Outbox
 from parsers.message_ids import message_id
@@ -26,7 +27,12 @@ def loops(ctx: MessageContext, deps: Deps) -> Stop | None:
     if hops > MAX_RECEIVED:
         return Stop("quarantined", f"mail loop suspected: {hops} Received headers")
     assert ctx.analysis is not None
-    if ctx.analysis.bounce is not None:
-        return Stop("ignored", f"delivery status notification: {ctx.analysis.bounce.reason}")
+    bounce = ctx.analysis.bounce
+    if bounce is not None:
+        row = bounces.link(deps.session, bounce, deps.now)
+        about = f"outbox row {row.id} ({row.template})" if row else "no mail of ours found"
+        if row is not None and row.case_id is not None:
+            ctx.row.case_id = row.case_id
+        return Stop("ignored", f"delivery status notification about {about}: {bounce.reason}")
     ctx.automatic = ctx.analysis.auto_reply
     return None

@@ -286,3 +286,40 @@ def test_auto_replies_are_recorded_and_never_answered(
     assert (done.outcome, done.reference) == ("case_updated", ref)
     assert desk.new_mail() == []
     assert "automatic_message_received" in [e["kind"] for e in desk.case(ref)["events"]]
+
+
+def _dsn(ack_message_id: str | None, recipient: str) -> bytes:
+    returned = f"Message-ID: {ack_message_id}\r\n" if ack_message_id else ""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.brightenergy.example>\r\n"
+        "To: cpsd@elexon.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <dsn-1@mx.brightenergy.example>\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your "
+        "message could not be delivered.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.brightenergy.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\n{returned}Subject: x\r\n--b--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("by_message_id", [True, False])
+def test_a_bounce_marks_our_mail_bounced_and_is_never_answered(
+    desk: Desk, by_message_id: bool
+) -> None:
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+    done = desk.receive(_dsn(ack.message["Message-ID"] if by_message_id else None, RAISER))
+    assert done.outcome == "ignored"
+    assert f"outbox row {ack.row_id} (acknowledgement)" in (done.reason or "")
+    assert desk.new_mail() == []
+    assert [s.row_id for s in desk.outbox() if s.template == "acknowledgement"] == [ack.row_id]
+    with desk.app.sessions() as session:
+        from gateway.models import Outbox
+
+        row = session.get(Outbox, ack.row_id)
+        assert row is not None and row.status == "bounced" and "5.1.1" in (row.last_error or "")
+    assert "acknowledgement_bounced" in [e["kind"] for e in desk.case(ref)["events"]]
+    assert len(desk.case(ref)["children"]) == 0
