@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from parsers.mime import header_count, header_values
+from parsers.mime import header_count
 
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -90,6 +90,10 @@ def _single_address(message: EmailMessage, name: str) -> SenderResult:
     except Exception:
         return SenderResult(None, f"{name} header cannot be parsed")
     if defects:
+        only_encoding = all(type(d).__name__ == "UndecodableBytesDefect" for d in defects)
+        utf8 = _utf8_address(message, name) if only_encoding else None
+        if utf8 is not None:
+            return SenderResult(utf8)
         return SenderResult(None, f"{name} header is malformed ({type(defects[0]).__name__})")
     if len(addresses) != 1:
         return SenderResult(None, f"{name} header has {len(addresses)} addresses, expected one")
@@ -99,10 +103,22 @@ def _single_address(message: EmailMessage, name: str) -> SenderResult:
     address = parse_addr_spec(f"{only.username}@{only.domain}", only.display_name or "")
     if address is None:
         return SenderResult(None, f"{name} address {only.addr_spec!r} is not a plain address")
-    raw = " ".join(header_values(message, name, cap=1))
-    if len(_ADDR_SPEC.findall(raw)) > 1 and "=?" not in raw:
-        return SenderResult(None, f"{name} header names more than one address")
+    # The display name may itself look like an address (Outlook writes
+    # "ops@party.example" <ops@party.example>): identity is the addr-spec alone (B22).
     return SenderResult(address)
+
+
+def _utf8_address(message: EmailMessage, name: str) -> Address | None:
+    """SMTPUTF8 mail carries raw UTF-8 in headers (B35); read a bare address from it."""
+    for key, value in message._headers:
+        if key.lower() != name.lower():
+            continue
+        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
+        found = _ADDR_SPEC.fullmatch(text.strip("<>"))
+        if "\ufffd" in text or found is None:
+            return None
+        return parse_addr_spec(found.group(0))
+    return None
 
 
 def address_list(message: EmailMessage, name: str, cap: int = 100) -> list[Address]:

@@ -375,7 +375,11 @@ def _date(msg: EmailMessage, problems: list[str]) -> datetime | None:
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value
+    except (OverflowError, ValueError):
+        utc = value
+    return utc.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def _domain_of_id(msgid: str) -> str:

@@ -63,15 +63,18 @@ _SUPERSETS = {
     "windows-874": "cp874",
     "tis-620": "cp874",
 }
-# Never decode these: UTF-7 lets "+ADw-script+AD4-" become markup (B33), and the
-# EBCDIC/UTF-16/32 families turn ordinary ASCII mail into garbage when mislabelled.
+# Never decode with these labels: UTF-7 lets "+ADw-script+AD4-" become markup (B33); the
+# rest are Python codecs that are not mail charsets ("undefined" raises on any byte).
 _REFUSED_CODECS = frozenset(
     {"utf-7", "utf_7", "undefined", "idna", "punycode", "unicode-escape", "raw-unicode-escape",
      "unicode_escape", "raw_unicode_escape", "charmap"}
 )  # fmt: skip
+# Never *guess* these: on ordinary 8-bit mail they are always wrong.
 _REFUSED_GUESSES = ["utf_7", "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 
 MAX_PARAM_HEADER_CHARS = 4 * 1024
+MAX_NESTING = 12
+_NESTING_TAGS = {"ul": "list", "ol": "list", "dl": "list", "blockquote": "quote"}
 _MAX_PART_HEADERS = 200
 _PART_HEADERS = frozenset(
     {"content-type", "content-disposition", "content-transfer-encoding", "content-id"}
@@ -88,7 +91,6 @@ _B64_DATA = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _B64_ALLOWED = bytes(_B64_DATA) + b"= \t\r\n"
 _B64_NOT_DATA = bytes(b for b in range(256) if b not in _B64_DATA)
 _NEWLINES = re.compile(r"\r\n?")
-_TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.M)
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -354,9 +356,10 @@ def html_to_text(html: str) -> str:
         converter = _RowTableHTML2Text()
         text = converter.handle(html.replace("\x00", ""))
     except Exception:  # html2text on truly broken markup; fall back to stripping tags
-        text = re.sub(r"<[^>]{0,2000}>", " ", html)
+        text = re.sub(r"<[^<>]*>", " ", html)
     text = text.replace("&nbsp_place_holder;", " ").replace("\u00a0", " ")
-    text = _TRAILING_SPACE.sub("", text)
+    # rstrip per line: the regex "[ \t]+$" is quadratic on long runs of spaces.
+    text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
 
 
@@ -372,9 +375,10 @@ class _RowTableHTML2Text(html2text.HTML2Text):
         self.unicode_snob = True
         self.images_to_alt = False
         self.single_line_break = False
-        self.tag_callback = _table_tag
+        self.tag_callback = _tag_callback
         self._rows: list[_Row] = []
         self._table_depth = 0
+        self._nesting: dict[str, int] = {}
 
     def handle_data(self, data: str, entity_char: bool = False) -> None:
         # entity_char=True skips html2text's Markdown escaping ("1\." / "\-"), which
@@ -390,9 +394,28 @@ class _Row:
     nested: bool = False
 
 
-def _table_tag(conv: Any, tag: str, attrs: dict[str, str | None], start: bool) -> bool:
-    if tag not in ("table", "tr", "td", "th"):
-        return False
+def _tag_callback(conv: Any, tag: str, attrs: dict[str, str | None], start: bool) -> bool:
+    """Our handling of tables and of nesting html2text renders in quadratic time."""
+    if tag in _NESTING_TAGS:
+        return _capped_nesting(conv, tag, start)
+    if tag in ("table", "tr", "td", "th"):
+        return _table_tag(conv, tag, start)
+    return False
+
+
+def _capped_nesting(conv: Any, tag: str, start: bool) -> bool:
+    """Ignore list/quote levels past MAX_NESTING: 800 nested <ul> take html2text 3 s."""
+    depths: dict[str, int] = conv._nesting
+    group = _NESTING_TAGS[tag]
+    if start:
+        depths[group] = depths.get(group, 0) + 1
+        return depths[group] > MAX_NESTING
+    depth = depths.get(group, 0)
+    depths[group] = max(0, depth - 1)
+    return depth > MAX_NESTING or depth == 0
+
+
+def _table_tag(conv: Any, tag: str, start: bool) -> bool:
     rows: list[_Row] = conv._rows
     if tag == "table":
         if start:

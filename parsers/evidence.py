@@ -9,6 +9,7 @@ people pass on what a third party sent them. Everything is counted and capped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
@@ -91,12 +92,8 @@ def find_evidence(
 ) -> list[Evidence]:
     """Attachments, embedded images and forwarded messages, in message order."""
     walker = _Walker(max_parts=max_parts, budget=max_decoded_bytes)
-    try:
+    with contextlib.suppress(Exception):  # RecursionError too; parts found so far count
         walker.walk(msg)
-    except RecursionError:
-        pass
-    except Exception:  # the parts found so far are still worth reporting
-        pass
     return walker.found
 
 

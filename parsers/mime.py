@@ -21,6 +21,7 @@ _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
 _DELIMITER_LINE = re.compile(rb"^--", re.MULTILINE)
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=", re.IGNORECASE)
+_RFC2231_SEGMENT = re.compile(rb"\*\d{1,6}\*?\s*=")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -57,6 +58,7 @@ class Limits:
     max_header_value_bytes: int = 32 * 1024
     max_parts: int = 1000
     max_multiparts: int = 50
+    max_parameter_segments: int = 500
     max_defects_reported: int = 20
 
 
@@ -82,15 +84,23 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
     header_len = end.start() if end else min(len(raw), limits.max_header_bytes + 1)
     if header_len > limits.max_header_bytes:
         return ParsedMessage(None, (f"header block over {limits.max_header_bytes} bytes",))
-    header_count = len(_HEADER_START.findall(raw, 0, header_len))
-    if header_count > limits.max_headers:
+    header_lines = len(_HEADER_START.findall(raw, 0, header_len))
+    if header_lines > limits.max_headers:
         return ParsedMessage(
-            None, (f"{header_count} header lines, over the {limits.max_headers} limit",)
+            None, (f"{header_lines} header lines, over the {limits.max_headers} limit",)
         )
     multiparts = len(_BOUNDARY_PARAM.findall(raw))
     if multiparts > limits.max_multiparts:
         return ParsedMessage(
             None, (f"{multiparts} multipart containers, over the {limits.max_multiparts} limit",)
+        )
+    segments = len(_RFC2231_SEGMENT.findall(raw))
+    if segments > limits.max_parameter_segments:
+        return ParsedMessage(
+            None,
+            (
+                f"{segments} RFC 2231 parameter segments, over the {limits.max_parameter_segments} limit",
+            ),
         )
     delimiters = len(_DELIMITER_LINE.findall(raw))
     if delimiters > limits.max_parts * 2:
@@ -109,6 +119,17 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
     except Exception as exc:  # the stdlib parser has no documented exception set
         return ParsedMessage(None, (f"parser failed: {type(exc).__name__}",))
     assert isinstance(message, EmailMessage)
+    for name in (
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "From",
+        "Date",
+        "Subject",
+        "Message-ID",
+    ):
+        count = header_count(message, name)
+        if count > 1:
+            problems.append(f"{count} {name} headers; the first is used")
     problems.extend(_defects(message, limits.max_defects_reported))
     return ParsedMessage(message, tuple(problems))
 

@@ -323,3 +323,34 @@ def test_a_bounce_marks_our_mail_bounced_and_is_never_answered(
         assert row is not None and row.status == "bounced" and "5.1.1" in (row.last_error or "")
     assert "acknowledgement_bounced" in [e["kind"] for e in desk.case(ref)["events"]]
     assert len(desk.case(ref)["children"]) == 0
+
+
+def test_a_forward_with_our_reference_updates_and_one_without_raises_a_new_case(desk: Desk) -> None:
+    ref = raise_case(desk)
+    desk.new_mail()
+    forwarded = mail(
+        sender=RAISER,
+        subject=f"FW: [{ref}] DIP rejects IF-041",
+        body="Forwarding the DIP portal view.\n\n---------- Forwarded message ----------\n"
+        "From: dip@dip-ops.example\nStatus: REJECTED\n",
+    )
+    assert desk.receive(forwarded).reference == ref
+    fresh = mail(sender=RAISER, subject="FW: settlement run late", body=CASE_BODY)
+    done = desk.receive(fresh)
+    assert done.outcome == "case_created" and done.reference != ref
+
+
+def test_a_reply_that_matches_nothing_is_a_new_case_noting_it_may_belong_elsewhere(
+    desk: Desk,
+) -> None:
+    done = desk.receive(
+        mail(
+            sender=RAISER,
+            subject="RE: our call this morning",
+            body=CASE_BODY,
+            in_reply_to="<lost-thread@brightenergy.example>",
+        )
+    )
+    assert done.outcome == "case_created"
+    raised = [e for e in desk.case(done.reference or "")["events"] if e["kind"] == "case_raised"]
+    assert "may belong to another case" in raised[0]["detail"]

@@ -28,31 +28,24 @@ def test_sender_identity_is_the_addr_spec(from_header: bytes, address: str) -> N
     assert result.address.addr_spec == address
 
 
-GAP = "addresses.sender refuses a display name holding an address (reported)"
-
-
 @pytest.mark.parametrize(
     ("from_header", "address"),
     [
         pytest.param(
             b'From: "ops@party.example" <ops@party.example>',  # Outlook/Exchange default
             "ops@party.example",
-            marks=pytest.mark.xfail(reason=GAP),
         ),
         pytest.param(
             b'From: "ceo@partner.example" <x@evil.example>',  # B22: identity is the addr-spec
             "x@evil.example",
-            marks=pytest.mark.xfail(reason=GAP),
         ),
         pytest.param(
             b"From: =?utf-8?q?a=2C_b_=3Cevil=40x=3E?= <real@party.example>",  # B25
             "real@party.example",
-            marks=pytest.mark.xfail(reason=GAP),
         ),
         pytest.param(
             b"From: m@b\xc3\xbccher.example",  # B35: SMTPUTF8 raw UTF-8 domain
             "m@xn--bcher-kva.example",
-            marks=pytest.mark.xfail(reason="raw UTF-8 address refused as malformed (reported)"),
         ),
     ],
 )

@@ -84,7 +84,6 @@ def test_b16_prefix_boundaries_split_correctly() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(reason="mime.py records no problem for duplicate Content-Type (B17); reported")
 def test_b17_duplicate_content_type_is_reported() -> None:
     raw = HEAD + b"Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n"
     parsed = parse_bounded(raw)
