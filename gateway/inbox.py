@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,25 +104,23 @@ class Inbox:
         keys = [content_key(item.raw) for item in items]
         message_ids = [header_message_id(item.raw) for item in items]
         now = utcnow()
+        wanted_ids = {m for m in message_ids if m}
         with self._sessions.begin() as session:
-            existing = {
-                key: (row_id, sha, mid)
-                for row_id, key, sha, mid in session.execute(
-                    select(
-                        Message.id, Message.content_key, Message.sha256, Message.message_id
-                    ).where(Message.content_key.in_(set(keys)))
+            # One query answers both questions: same content (dedupe) and same Message-ID.
+            existing: dict[str, tuple[int, str, str | None]] = {}
+            taken: set[str] = set()
+            condition = Message.content_key.in_(set(keys))
+            if wanted_ids:
+                condition = or_(condition, Message.message_id.in_(wanted_ids))
+            for row_id, key, sha, mid in session.execute(
+                select(Message.id, Message.content_key, Message.sha256, Message.message_id).where(
+                    condition
                 )
-            }
-            wanted_ids = {m for m in message_ids if m}
-            taken = (
-                set(
-                    session.scalars(
-                        select(Message.message_id).where(Message.message_id.in_(wanted_ids))
-                    )
-                )
-                if wanted_ids
-                else set()
-            )
+            ):
+                if key in keys:
+                    existing[key] = (row_id, sha, mid)
+                if mid:
+                    taken.add(mid)
             results: list[Accepted | None] = []
             fresh: list[dict[str, Any]] = []
             blobs: dict[str, bytes] = {}

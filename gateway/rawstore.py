@@ -21,9 +21,8 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gateway.models import RawMessage, utcnow
@@ -50,17 +49,12 @@ class DatabaseRawStore:
     def record(self, session: Session, blobs: Mapping[str, bytes]) -> None:
         if not blobs:
             return
-        present = set(
-            session.scalars(select(RawMessage.sha256).where(RawMessage.sha256.in_(blobs.keys())))
-        )
         now = utcnow()
-        missing = [
+        rows = [
             {"sha256": sha, "size": len(raw), "data": raw, "stored_at": now}
             for sha, raw in blobs.items()
-            if sha not in present
         ]
-        if missing:
-            session.execute(insert(RawMessage), missing)
+        session.execute(_insert_ignoring_duplicates(session), rows)
 
     def get(self, session: Session, sha256: str) -> bytes:
         row = session.get(RawMessage, sha256)
@@ -122,6 +116,18 @@ class DirectoryRawStore:
 
     def get(self, session: Session, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING, spelt by each dialect (content-addressed rows)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:  # pragma: no cover - other databases are not supported
+        raise RuntimeError(f"no raw store support for {dialect}")
+    return dialect_insert(RawMessage).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 def _ensure_dir(path: Path) -> None:
