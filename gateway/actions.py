@@ -38,15 +38,7 @@ def transition(ctx: Acting, deps: Deps, case: Case, target: State, detail: str =
     if new is State.CLOSED:
         case.closed_at = deps.now
     text = f"{before} → {new.value}" + (f": {detail}" if detail else "")
-    cases.record(
-        deps.session,
-        case,
-        "state_changed",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=text,
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, case, "state_changed", text)
 
 
 def counterparty(deps: Deps, case: Case) -> list[str]:
@@ -98,15 +90,7 @@ def command_help(ctx: Acting, deps: Deps, case: Case, problems: list[str]) -> No
             kind="auto_reply",
         )
     )
-    cases.record(
-        deps.session,
-        case,
-        "commands_refused",
-        actor=ctx.actor,
-        at=deps.now,
-        detail="; ".join(problems),
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, case, "commands_refused", "; ".join(problems))
 
 
 def apply(ctx: Acting, deps: Deps, case: Case, command: Command) -> None:
@@ -127,15 +111,7 @@ def _child_resolved(ctx: Acting, deps: Deps, child: Case) -> None:
     parent = deps.session.get(Case, child.parent_id)
     if parent is None:
         return
-    cases.record(
-        deps.session,
-        parent,
-        "child_resolved",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"{child.reference}: {child.resolution or ''}",
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, parent, "child_resolved", f"{child.reference}: {child.resolution or ''}")
     still_open = [c for c in open_children(deps, parent) if c.id != child.id]
     tell_staff(
         ctx,
@@ -158,15 +134,7 @@ def _priority(ctx: Acting, deps: Deps, case: Case, value: str) -> None:
     before = case.priority
     case.priority = value
     sla.set_due(case, deps.settings)
-    cases.record(
-        deps.session,
-        case,
-        "priority_changed",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"{before} → {value}",
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, case, "priority_changed", f"{before} → {value}")
 
 
 def _assign(ctx: Acting, deps: Deps, case: Case, name: str) -> None:
@@ -213,29 +181,15 @@ def raise_child(
     child.facts = merged
     child.raised_by_party = "ELEXON"
     cases.add_party(deps.session, child, party.id, "assignee")
-    cases.add_party(deps.session, parent, party.id, "assignee")
     sla.set_due(child, deps.settings)
-    cases.record(
-        deps.session,
-        child,
-        "case_raised",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"raised to {party.name} ({party.contact}) for {parent.reference}",
-        message_row_id=ctx.message_row_id,
-    )
+    serves = f" for {parent.reference}" if parent else ""
+    log(ctx, deps, child, "case_raised", f"raised to {party.name} ({party.contact}){serves}")
     transition(ctx, deps, child, State.ASSIGNED, f"to {party.id}")
-    cases.record(
-        deps.session,
-        parent,
-        "child_raised",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"{child.reference} to {party.name}",
-        message_row_id=ctx.message_row_id,
-    )
-    if parent.state != State.ASSIGNED:
-        transition(ctx, deps, parent, State.ASSIGNED, f"child {child.reference} to {party.id}")
+    if parent is not None:
+        cases.add_party(deps.session, parent, party.id, "assignee")
+        log(ctx, deps, parent, "child_raised", f"{child.reference} to {party.name}")
+        if parent.state != State.ASSIGNED:
+            transition(ctx, deps, parent, State.ASSIGNED, f"child {child.reference} to {party.id}")
     ctx.outgoing.append(
         Outgoing(
             "outbound_case",
@@ -282,27 +236,12 @@ def _redirect(ctx: Acting, deps: Deps, case: Case, name: str) -> None:
 
 
 def _note(ctx: Acting, deps: Deps, case: Case, text: str) -> None:
-    cases.record(
-        deps.session,
-        case,
-        "note",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=text,
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, case, "note", text)
 
 
 def _major(ctx: Acting, deps: Deps, case: Case, _: str) -> None:
     case.major = True
-    cases.record(
-        deps.session,
-        case,
-        "major_incident_flagged",
-        actor=_actor(ctx),
-        at=deps.now,
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, case, "major_incident_flagged")
 
 
 _HANDLERS = {
@@ -335,29 +274,28 @@ def reopen_or_follow_up(ctx: Acting, deps: Deps, case: Case) -> Case:
     )
     follow_up.facts = {**(case.facts or {}), "follows": case.reference}
     sla.set_due(follow_up, deps.settings)
-    cases.record(
-        deps.session,
+    log(
+        ctx,
+        deps,
         case,
         "follow_up_raised",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"a reply after the reopen window became {follow_up.reference}",
-        message_row_id=ctx.message_row_id,
+        f"a reply after the reopen window became {follow_up.reference}",
     )
-    cases.record(
-        deps.session,
-        follow_up,
-        "case_raised",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"follows closed case {case.reference}",
-        message_row_id=ctx.message_row_id,
-    )
+    log(ctx, deps, follow_up, "case_raised", f"follows closed case {case.reference}")
     return follow_up
 
 
-def _actor(ctx: Acting) -> str:
-    return ctx.actor
+def log(ctx: Acting, deps: Deps, case: Case, kind: str, detail: str = "") -> None:
+    """One audit event naming the message or person acting."""
+    cases.record(
+        deps.session,
+        case,
+        kind,
+        actor=ctx.actor,
+        at=deps.now,
+        detail=detail,
+        message_row_id=ctx.message_row_id,
+    )
 
 
 def first_message(deps: Deps, case: Case) -> Message | None:
@@ -379,9 +317,7 @@ def declare_major(ctx: Acting, deps: Deps, title: str) -> Case:
     )
     case.major = True
     sla.set_due(case, deps.settings)
-    cases.record(
-        deps.session, case, "major_incident_declared", actor=_actor(ctx), at=deps.now, detail=title
-    )
+    log(ctx, deps, case, "major_incident_declared", title)
     transition(ctx, deps, case, State.TRIAGE, "major incident")
     return case
 
@@ -419,13 +355,12 @@ def major_notice(
     context = {"case": case_context(case), "phase_label": phase, "message": message, "roles": roles}
     for address in recipients:
         ctx.outgoing.append(Outgoing("major_incident", (address,), context, case, kind="notice"))
-    cases.record(
-        deps.session,
+    log(
+        ctx,
+        deps,
         case,
         f"major_incident_{phase.replace(' ', '_')}",
-        actor=_actor(ctx),
-        at=deps.now,
-        detail=f"{len(recipients)} recipients: {message[:200]}",
+        f"{len(recipients)} recipients: {message[:200]}",
     )
 
 

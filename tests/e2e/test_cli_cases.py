@@ -129,6 +129,23 @@ def test_case_raise_sends_a_child_case_with_evidence_to_the_nominated_mailbox(
     assert "1183016613184" in text and "dip-status.csv" in text
 
 
+def test_case_raise_without_a_parent_is_elexons_own_case(config: Path) -> None:
+    done = cli(
+        config,
+        "case",
+        "raise",
+        "--party",
+        "linkpoint dip connections",
+        "--summary",
+        "DIP connection drops every hour",
+        "--impact",
+        "messages delayed",
+    )
+    assert "CPSD-000001 raised to LinkPoint DIP Connections (noc@linkpoint.example)" in done.stdout
+    shown = cli_json(config, "case", "show", "CPSD-000001")
+    assert shown["parent"] is None and shown["state"] == "assigned"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
