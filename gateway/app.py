@@ -65,6 +65,9 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         from_name=settings.outbound.from_name,
         message_id_domain=settings.message_id_domain,
         loop_id=settings.gateway.installation_id,
+        reply_to=settings.gateway.mailboxes[0],
+        staff_mailbox=settings.gateway.staff_mailbox,
+        max_automatic_per_recipient_per_hour=settings.outbound.max_automatic_per_recipient_per_hour,
     )
     analysis_options = AnalysisOptions(
         known_mpids=directory.mpids,
@@ -105,6 +108,11 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
             sessions,
             make_transport(settings),
             retry_for=timedelta(hours=settings.outbound.retry_for_hours),
+            # A claimed row waits for at most one SMTP transaction before its own, each
+            # bounded at 3 x timeout: 7 x timeout means only a worker that died loses it.
+            lease=timedelta(seconds=7 * settings.outbound.timeout_seconds),
+            renderer=renderer,
+            identity=identity,
         ),
         work_ready=work_ready,
         mail_ready=mail_ready,

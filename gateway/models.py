@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -169,6 +170,7 @@ class Outbox(Base):
     subject: Mapped[str] = mapped_column(String(998))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     priority: Mapped[int] = mapped_column(Integer, default=5)
+    # pending | sending | sent | failed | held (rate limit) | bounced
     status: Mapped[str] = mapped_column(String(20), index=True, default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -176,6 +178,15 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cause_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    # Delivery state (migration 0004): a row is "sending" only while claimed_at/lease_until
+    # say a worker holds it; a lease that ran out means that worker died mid-send.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: created + retry_for
+    # address -> {"status": "sent" | "deferred" | "failed", "reply": the relay's answer}
+    recipient_status: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_outbox_kind_created_at", "kind", "created_at"),)
 
 
 class RawMessage(Base):

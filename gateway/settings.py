@@ -80,6 +80,7 @@ class OutboundSettings:
     password_file: str = ""
     timeout_seconds: float = 30.0
     retry_for_hours: float = 48.0
+    max_automatic_per_recipient_per_hour: int = 10  # auto replies past this are held (I5)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Each module registers its commands on ``main``.
 """
 
 from gateway.cli import admin, cases, mail, outbox
+from gateway.cli import imap as imap  # registers `poll`
+from gateway.cli import templates as templates_cli
 from gateway.cli.base import main
 
-__all__ = ["admin", "cases", "mail", "main", "outbox"]
+__all__ = ["admin", "cases", "mail", "main", "outbox", "templates_cli"]

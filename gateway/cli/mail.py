@@ -18,7 +18,13 @@ from gateway.inbox import Envelope
 @with_config
 def serve(settings: Any) -> None:
     """Run SMTP ingress, the worker and outbound delivery until SIGTERM."""
+    from gateway.cli.templates import first_problem
     from gateway.serve import serve as run
+
+    # Refuse to start with a template that does not render (B44: test-render before use).
+    if problem := first_problem(settings):
+        click.echo(f"cpsd-gateway: not starting, a template does not validate: {problem}", err=True)
+        sys.exit(2)
 
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.compose import compose, new_message_id
+from gateway.compose import MAX_REFERENCES, compose, new_message_id
 from gateway.render import Renderer, RenderError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,3 +96,108 @@ def test_unsafe_recipient_is_refused() -> None:
             to=["a@x.example\r\nRCPT TO:<evil@x.example>"],
             message_id="<a@b>",
         )
+
+
+# -- header safety through the template, attachments, threading (B41, B45) ---------------
+
+SAMPLE_FROM = "cpsd@elexon.example"
+
+
+def _compose(**kwargs: object) -> bytes:
+    renderer = Renderer(REPO / "templates")
+    context = renderer.sample("acknowledgement")
+    subject = kwargs.pop("subject", None)
+    if subject is not None:
+        context["case"]["subject"] = subject
+    options: dict[str, object] = {
+        "mail_from": SAMPLE_FROM,
+        "from_name": "Cross-Party Service Desk",
+        "to": ["ops@brightenergy.example"],
+        "message_id": new_message_id("elexon.example", "CPSD-000123"),
+        "reply_to": SAMPLE_FROM,
+    }
+    options.update(kwargs)
+    return compose(renderer.render("acknowledgement", context), **options).raw  # type: ignore[arg-type]
+
+
+def test_case_subject_with_line_breaks_gives_one_clean_subject_header() -> None:
+    raw = _compose(subject="Help\r\nBcc: victim@evil.example\r\n\r\n<html>body")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head and b"\nBcc:" not in head
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed.get_all("Subject") == ["[CPSD-000123] Help Bcc: victim@evil.example <html>body"]
+    assert "Bcc" not in parsed
+
+
+def test_attachment_name_with_line_breaks_and_quotes_is_rfc2231_and_one_part() -> None:
+    hostile = 'a"\r\nContent-Type: text/html\r\n\r\n<script>.txt'
+    raw = _compose(attachments=[(hostile, "text/plain", b"evidence bytes")])
+    assert b"filename*0*=utf-8''a%22%20Content-Type%3A%20text_html%20%3Cscript%3E.txt" in raw
+    assert b"<script>" not in raw and b'filename="' not in raw
+    parsed = message_from_bytes(raw, policy=policy.default)
+    attachments = list(parsed.iter_attachments())
+    assert len(attachments) == 1
+    assert attachments[0].get_filename() == 'a" Content-Type: text_html <script>.txt'
+    assert attachments[0].get_content_type() == "text/plain"
+    assert attachments[0].get_payload(decode=True) == b"evidence bytes"
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "text/plain",
+    ]
+
+
+def test_plain_names_stay_readable_long_and_foreign_names_round_trip() -> None:
+    long_name = "Übersicht " + "n" * 180 + ".pdf"
+    raw = _compose(
+        attachments=[
+            ("dip-status.pdf", "application/pdf", b"%PDF-1.7"),
+            (long_name, "application/pdf", b"%PDF-1.7"),
+            ("x.bin", "text/html\r\nX-Evil: 1", b"\x00\x01"),
+            ("C:\\Users\\ops\\mail.eml", "message/rfc822", b"From: a@b\r\n\r\nx"),
+        ]
+    )
+    assert b'filename="dip-status.pdf"' in raw and b"X-Evil" not in raw
+    parsed = message_from_bytes(raw, policy=policy.default)
+    found = [(a.get_filename(), a.get_content_type()) for a in parsed.iter_attachments()]
+    assert found == [
+        ("dip-status.pdf", "application/pdf"),
+        (long_name, "application/pdf"),
+        ("x.bin", "application/octet-stream"),
+        ("C:_Users_ops_mail.eml", "application/octet-stream"),
+    ]
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_references_keep_the_newest_and_drop_what_is_not_a_message_id() -> None:
+    chain = [f"<r{i}@x.example>" for i in range(30)]
+    raw = _compose(
+        in_reply_to="<r29@x.example>\r\nBcc: evil@x.example",
+        references=[*chain, "not-an-id", "<r29@x.example>", "<a b@x>"],
+    )
+    parsed = message_from_bytes(raw, policy=policy.default)
+    references = str(parsed["References"]).split()
+    assert len(references) == MAX_REFERENCES
+    assert references == chain[-MAX_REFERENCES:]
+    assert "In-Reply-To" not in parsed  # a value with a line break is not a Message-ID
+    assert "Bcc" not in parsed
+
+
+def test_every_mail_has_date_message_id_from_and_reply_to_and_is_7bit() -> None:
+    raw = _compose(subject="Zählerstand für MPAN 1052601815905 — bitte prüfen")
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Date"].datetime is not None
+    assert parsed["Message-ID"].startswith("<cpsd-000123.")
+    assert parsed["From"].addresses[0].addr_spec == SAMPLE_FROM
+    assert parsed["Reply-To"] == SAMPLE_FROM
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["X-Auto-Response-Suppress"] == "All"
+    assert raw.isascii()
+    assert "Zählerstand" in str(parsed["Subject"])
+
+
+def test_a_malformed_message_id_is_refused() -> None:
+    with pytest.raises(ValueError, match="Message-ID"):
+        _compose(message_id="<a@b>\r\nBcc: x@y")
