@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from gateway import bounces
+from gateway import bounces, outbound
 from gateway.context import Deps, MessageContext, Stop
-from gateway.models import Outbox
+from gateway.models import Case, Outbox
 from parsers.message_ids import message_id
 from parsers.mime import header_count, header_text
 
@@ -33,6 +33,17 @@ def loops(ctx: MessageContext, deps: Deps) -> Stop | None:
         about = f"outbox row {row.id} ({row.template})" if row else "no mail of ours found"
         if row is not None and row.case_id is not None:
             ctx.row.case_id = row.case_id
+        if row is not None and bounce.permanent:
+            outbound.queue_staff_alert(
+                deps.session,
+                deps.renderer,
+                deps.identity,
+                about=row,
+                case=deps.session.get(Case, row.case_id) if row.case_id else None,
+                kind="delivery_failed",
+                headline=f"Mail to {', '.join(row.recipients)} bounced",
+                reason=bounce.reason,
+            )
         return Stop("ignored", f"delivery status notification about {about}: {bounce.reason}")
     ctx.automatic = ctx.analysis.auto_reply
     return None

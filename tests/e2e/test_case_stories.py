@@ -314,7 +314,9 @@ def test_a_bounce_marks_our_mail_bounced_and_is_never_answered(
     done = desk.receive(_dsn(ack.message["Message-ID"] if by_message_id else None, RAISER))
     assert done.outcome == "ignored"
     assert f"outbox row {ack.row_id} (acknowledgement)" in (done.reason or "")
-    assert desk.new_mail() == []
+    (alert,) = desk.new_mail()  # staff hear of it; the bouncing address hears nothing
+    assert alert.template == "staff_alert" and alert.to == [STAFF_DESK]
+    assert "5.1.1" in alert.text
     assert [s.row_id for s in desk.outbox() if s.template == "acknowledgement"] == [ack.row_id]
     with desk.app.sessions() as session:
         from gateway.models import Outbox
