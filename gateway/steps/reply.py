@@ -10,11 +10,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from gateway import outbound
+from gateway.compose import MAX_REFERENCES
 from gateway.context import Deps, MessageContext, Outgoing, Stop
 from gateway.models import Case, Message, Outbox
 from parsers.autoreply import suppressed_auto_responses
-
-MAX_REFERENCES = 20
 
 
 def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
