@@ -18,6 +18,8 @@ from gateway.context import Acting, Deps, Outgoing
 from gateway.lifecycle import OPEN_STATES, State, TransitionError, can_close, move
 from gateway.models import Case, CaseParty, Message, Outbox
 from gateway.views import case_context, facts_context
+from parsers.evidence import evidence_files
+from parsers.mime import parse_bounded
 
 
 class Refused(Exception):
@@ -142,7 +144,16 @@ def _assign(ctx: Acting, deps: Deps, case: Case, name: str) -> None:
     if party is None:
         known = ", ".join(p.id for p in deps.directory.parties)
         raise Refused(f"no party called {name!r} (known: {known})")
-    raise_child(ctx, deps, case, party.id)
+    raise_child(ctx, deps, case, party.id, attachments=raiser_evidence(deps, case))
+
+
+def raiser_evidence(deps: Deps, case: Case) -> tuple[tuple[str, str, bytes], ...]:
+    """The attachments of the message that raised the case, to go with a child case."""
+    first = first_message(deps, case)
+    if first is None:
+        return ()
+    parsed = parse_bounded(deps.store.get(deps.session, first.sha256))
+    return tuple(evidence_files(parsed.message)) if parsed.message is not None else ()
 
 
 def raise_child(

@@ -85,6 +85,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
             identity=identity,
             analysis_options=analysis_options,
             now=utcnow(),
+            store=store,
         )
 
     return App(

@@ -13,6 +13,7 @@ from gateway.commands import Parsed
 from gateway.models import Case, Message
 from gateway.outbound import Identity
 from gateway.parties import Directory, Party
+from gateway.rawstore import RawStore
 from gateway.render import Renderer
 from gateway.settings import Settings
 from parsers.analysis import Analysis, AnalysisOptions
@@ -122,6 +123,7 @@ class Deps:
     identity: Identity
     analysis_options: AnalysisOptions
     now: datetime
+    store: RawStore
 
 
 Step = Callable[[MessageContext, Deps], Stop | None]

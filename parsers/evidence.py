@@ -27,7 +27,7 @@ from parsers.body import (
     part_info,
     raw_payload,
 )
-from parsers.mime import header_text
+from parsers.mime import header_text, walk_parts
 
 MAX_FORWARD_DEPTH = 5
 MAX_WALK = 2000
@@ -330,3 +330,28 @@ def tnef_names(data: bytes) -> tuple[str, ...]:
         return tuple(names)
     except Exception:  # RecursionError included: embedded TNEF recurses
         return ()
+
+
+def evidence_files(
+    msg: EmailMessage, *, max_files: int = 40, max_total_bytes: int = 20 * 1024 * 1024
+) -> list[tuple[str, str, bytes]]:
+    """(filename, declared type, decoded bytes) of the attachments, to pass evidence on.
+
+    Only parts with a file name that are not embedded images count; a part that would
+    take the total over ``max_total_bytes`` is left out (its name is still in the facts).
+    """
+    files: list[tuple[str, str, bytes]] = []
+    total = 0
+    with contextlib.suppress(Exception):
+        for index, part in enumerate(walk_parts(msg, cap=500)):
+            if part.is_multipart() or len(files) >= max_files:
+                continue
+            name = part.get_filename()
+            if not name or (part.get_content_disposition() == "inline" and part.get("Content-ID")):
+                continue
+            data, _ = decoded_bytes(part, max_total_bytes)
+            if total + len(data) > max_total_bytes:
+                continue
+            total += len(data)
+            files.append((clean_filename(name, index), part.get_content_type(), data))
+    return files

@@ -356,3 +356,27 @@ def test_a_reply_that_matches_nothing_is_a_new_case_noting_it_may_belong_elsewhe
     assert done.outcome == "case_created"
     raised = [e for e in desk.case(done.reference or "")["events"] if e["kind"] == "case_raised"]
     assert "may belong to another case" in raised[0]["detail"]
+
+
+def test_assign_passes_the_raisers_evidence_on_to_the_party(desk: Desk) -> None:
+    from email.message import EmailMessage
+
+    raised = EmailMessage()
+    raised["From"] = RAISER
+    raised["To"] = "cpsd@elexon.example"
+    raised["Subject"] = "IF-041 rejected"
+    raised["Message-ID"] = "<with-evidence@brightenergy.example>"
+    raised.set_content(CASE_BODY)
+    raised.add_attachment(
+        b"transaction,status\nT-1,REJECTED\n",
+        maintype="text",
+        subtype="csv",
+        filename="dip-status.csv",
+    )
+    done = desk.receive(raised.as_bytes())
+    notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
+    desk.receive(reply_to(notice, sender=STAFF, body="#assign DCC"))
+    outbound = only(desk.new_mail(), "outbound_case", DCC_DESK)
+    files = {p.get_filename(): p.get_content() for p in outbound.message.iter_attachments()}
+    assert files == {"dip-status.csv": "transaction,status\nT-1,REJECTED\n"}
+    assert done.reference is not None
