@@ -22,7 +22,6 @@ from gateway.models import Message, utcnow
 from gateway.rawstore import RawStore
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
 # Headers added in transit differ between SMTP and IMAP copies of one message (F12).
 _TRACE_HEADERS = (
@@ -195,7 +194,7 @@ def header_message_id(raw: bytes) -> str | None:
 
 def content_key(raw: bytes) -> str:
     """Dedupe key: the message without trace headers, line endings normalised (B12, F12)."""
-    normalised = _LINE_BREAK.sub(b"\n", raw)
+    normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     end = normalised.find(b"\n\n")
     header, body = (normalised, b"") if end < 0 else (normalised[:end], normalised[end:])
     kept: list[bytes] = []
