@@ -1,4 +1,4 @@
-"""`serve`: SMTP listener, worker and outbound delivery until SIGTERM.
+"""`serve`: SMTP listener, IMAP pollers, worker and outbound delivery until SIGTERM.
 
 SIGTERM stops listening at once, lets SMTP transactions already inside DATA finish
 durably (bounded wait), then lets the worker finish its batch and exits 0.
@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.app import App
+from gateway.ingress.imap import start_pollers
 from gateway.ingress.smtp import GroupCommitter, Handler, smtp_factory
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ async def _serve(app: App) -> int:
     if app.settings.worker.enabled:
         for thread in threads:
             thread.start()
+    # IMAP: one poller thread per [[imap]] mailbox, ended by the same `stopping` event.
+    imap_threads = start_pollers(app, stopping)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +70,7 @@ async def _serve(app: App) -> int:
     stopping.set()
     app.work_ready.set()
     app.mail_ready.set()
-    for thread in threads:
+    for thread in [*threads, *imap_threads]:
         if thread.is_alive():
             await loop.run_in_executor(None, thread.join, DRAIN_SECONDS)
     executor.shutdown(wait=True)
