@@ -794,6 +794,8 @@ class MailboxPoller:
         client.idle()
         started = time.monotonic()
         while not stop.is_set() and time.monotonic() - started < period:
+            if _has_buffered_input(client):
+                break  # a notification poll() cannot see: idle_done reads it, then a pass
             asked = time.monotonic()
             responses = client.idle_check(timeout=IDLE_CHECK_SECONDS)
             for response in responses:
@@ -807,6 +809,28 @@ class MailboxPoller:
                 break
         self.phase = "IDLE DONE"
         client.idle_done()
+
+
+def _has_buffered_input(client: IMAPClient) -> bool:
+    """Whether a server line already sits in imaplib's read buffer (or the TLS layer's).
+
+    imapclient's idle_check polls the socket, but when the server's EXISTS arrived in the
+    same read as the line before it (the "+ idling" continuation, or another response on
+    a busy machine), it waits in the buffered reader where poll() never reports it, and
+    the IDLE would sleep through new mail. Peeking without blocking finds it.
+    """
+    reader = getattr(getattr(client, "_imap", None), "file", None)
+    if reader is None or not hasattr(reader, "peek"):
+        return False
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(reader.peek(1))
+    except (OSError, ValueError):  # nothing there (EAGAIN, TLS want-read) or closed
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _close(client: IMAPClient) -> None:
