@@ -29,6 +29,8 @@ def act(ctx: MessageContext, deps: Deps) -> Stop | None:
     if ctx.case is None:
         if ctx.automatic:
             return Stop("ignored", f"automatic message ({ctx.automatic}) matched no case")
+        if ctx.row.sent_copy:  # staff's own mail from the Sent folder never raises a case
+            return Stop("ignored", "a copy from the shared mailbox's sent folder matched no case")
         _raise(ctx, deps)
     elif ctx.sender.kind == "staff":
         _record(ctx, deps)

@@ -380,3 +380,17 @@ def test_assign_passes_the_raisers_evidence_on_to_the_party(desk: Desk) -> None:
     files = {p.get_filename(): p.get_content() for p in outbound.message.iter_attachments()}
     assert files == {"dip-status.csv": "transaction,status\nT-1,REJECTED\n"}
     assert done.reference is not None
+
+
+def test_a_sent_folder_copy_that_matches_no_case_raises_nothing(desk: Desk) -> None:
+    done = desk.receive(
+        mail(
+            sender="cpsd@elexon.example",
+            to=RAISER,
+            subject="Hello from the desk",
+            body="A note sent from the shared mailbox.",
+        ),
+        sent_copy=True,
+    )
+    assert done.outcome == "ignored" and "sent folder" in (done.reason or "")
+    assert desk.outbox() == []
