@@ -28,12 +28,11 @@ from sqlalchemy import select
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway import outbound  # noqa: E402
 from gateway.app import App, build  # noqa: E402
 from gateway.models import Outbox  # noqa: E402
 from gateway.settings import load  # noqa: E402
 from tests.relay import Relay, relay_settings  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from tests.support import free_port, queue_sample_mail  # noqa: E402
 
 TARGET = 0.5
 PARTY = "ops@brightenergy.example"
@@ -54,20 +53,7 @@ def start_sink(port: int) -> subprocess.Popen[str]:
 
 def fill(app: App, count: int) -> list[tuple[str, list[str], bytes]]:
     """Queue ``count`` rows the way the pipeline does; return their envelopes and bytes."""
-    context = app.renderer.sample("acknowledgement")
-    with app.sessions.begin() as session:
-        for _ in range(count):
-            outbound.enqueue(
-                session,
-                app.renderer,
-                app.identity,
-                template="acknowledgement",
-                context=context,
-                to=[PARTY],
-                case=None,
-                kind="notice",
-                auto_submitted="auto-generated",
-            )
+    queue_sample_mail(app, count, PARTY)
     with app.sessions() as session:
         return [
             (r.mail_from, list(r.recipients), r.raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,3 +46,28 @@ file = "{parties or REPO / "parties.toml"}"
 [templates]
 dir = "{REPO / "templates"}"
 """
+
+
+def queue_sample_mail(app: Any, count: int, to: str) -> list[str]:
+    """Queue ``count`` acknowledgements (sample context) the way the pipeline does.
+
+    Shared by the delivery tests and bench/delivery.py; returns the Message-IDs.
+    """
+    from gateway import outbound
+
+    context = app.renderer.sample("acknowledgement")
+    with app.sessions.begin() as session:
+        return [
+            outbound.enqueue(
+                session,
+                app.renderer,
+                app.identity,
+                template="acknowledgement",
+                context=context,
+                to=[to],
+                case=None,
+                kind="notice",
+                auto_submitted="auto-generated",
+            ).message_id
+            for _ in range(count)
+        ]

@@ -26,14 +26,13 @@ from typing import Any
 
 import pytest
 
-from gateway import outbound
 from gateway.app import App, build, make_transport
 from gateway.outbound import Deliverer
 from gateway.settings import load
 from tests.e2e.desk import mail
 from tests.e2e.server import cli, cli_json
 from tests.relay import Relay, relay_settings
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, queue_sample_mail
 
 PARTY = "ops@brightenergy.example"
 STAFF = "servicedesk-team@elexon.example"
@@ -58,22 +57,7 @@ def queue(config: Path, count: int, to: str = PARTY) -> list[str]:
     """Queue rows with outbound.enqueue into the gateway's own database; their Message-IDs."""
     app = build(load(config))
     try:
-        context = app.renderer.sample("acknowledgement")
-        with app.sessions.begin() as session:
-            return [
-                outbound.enqueue(
-                    session,
-                    app.renderer,
-                    app.identity,
-                    template="acknowledgement",
-                    context=context,
-                    to=[to],
-                    case=None,
-                    kind="notice",
-                    auto_submitted="auto-generated",
-                ).message_id
-                for _ in range(count)
-            ]
+        return queue_sample_mail(app, count, to)
     finally:
         app.close()
 
