@@ -12,12 +12,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db
+from gateway.acceptor import AcceptProcess
 from gateway.context import Deps
-from gateway.inbox import Inbox
+from gateway.inbox import Acceptor, Inbox
 from gateway.models import utcnow
 from gateway.outbound import Deliverer, Identity, MaildirTransport, Transport
 from gateway.parties import Directory, load_directory
-from gateway.rawstore import DatabaseRawStore, DirectoryRawStore, RawStore
+from gateway.rawstore import RawStore, make_store
 from gateway.render import Renderer
 from gateway.settings import Settings, secret
 from gateway.transports import SmtpTransport
@@ -35,14 +36,27 @@ class App:
     renderer: Renderer
     identity: Identity
     analysis_options: AnalysisOptions
-    inbox: Inbox
+    inbox: Acceptor
     worker: Worker
     deliverer: Deliverer
     work_ready: Event
     mail_ready: Event
     make_deps: Callable[[Session], Deps]
+    acceptor: AcceptProcess | None = None
+
+    def accept_in_child_process(self) -> None:
+        """Bulk and long-running ingress (`serve`, `poll`) commits in a process of its own,
+        so protocol work here never waits for the GIL behind a commit (gateway/acceptor.py)."""
+        if self.acceptor is None:
+            self.acceptor = AcceptProcess(
+                self.settings, self.store, on_accept=self.work_ready.set
+            ).start()
+            self.inbox = self.acceptor
 
     def close(self) -> None:
+        if self.acceptor is not None:
+            self.acceptor.close()
+            self.acceptor = None
         self.engine.dispose()
 
 
@@ -54,11 +68,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         db.upgrade(engine)
     sessions = db.session_factory(engine)
     directory = load_directory(Path(settings.parties.file))
-    store: RawStore = (
-        DatabaseRawStore()
-        if settings.storage.backend == "database"
-        else DirectoryRawStore(Path(settings.storage.raw_dir))
-    )
+    store = make_store(settings.storage)
     work_ready, mail_ready = Event(), Event()
     identity = Identity(
         mail_from=settings.outbound.from_address,

@@ -12,13 +12,12 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.models import Message, utcnow
+from gateway.accept_sql import AcceptStatements
+from gateway.models import utcnow
 from gateway.rawstore import RawStore
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -58,6 +57,21 @@ class Accepted:
     duplicate: bool
 
 
+class Acceptor(Protocol):
+    """What every ingress holds: ``Inbox`` in process, or ``AcceptProcess`` under `serve`."""
+
+    @property
+    def store_blocks(self) -> bool: ...
+
+    def store_raw(self, raw: bytes) -> str: ...
+
+    def accept(self, raw: bytes, envelope: Envelope, source: str) -> Accepted: ...
+
+    def accept_many(self, items: Sequence[Incoming]) -> list[Accepted]: ...
+
+    def commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]: ...
+
+
 class Inbox:
     def __init__(
         self,
@@ -66,6 +80,7 @@ class Inbox:
         on_accept: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._sql = AcceptStatements(sessions.kw["bind"])
         self._store = store
         self._on_accept = on_accept
 
@@ -88,7 +103,7 @@ class Inbox:
         """Second half of accept: the rows for already-stored raw bytes, in one transaction."""
         try:
             results = self._commit(items, digests)
-        except IntegrityError:
+        except self._sql.integrity_error:
             # Another process accepted one of these between our look-up and our insert.
             results = [
                 self._commit([item], [digest])[0]
@@ -99,30 +114,23 @@ class Inbox:
         return results
 
     def _commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]:
-        """Core statements, a constant number per batch: this runs while SMTP clients wait."""
+        """A constant number of statements per batch: this runs while SMTP clients wait."""
         keys = [content_key(item.raw) for item in items]
         message_ids = [header_message_id(item.raw) for item in items]
         now = utcnow()
         wanted_ids = {m for m in message_ids if m}
-        with self._sessions.begin() as session:
+        with self._sql.transaction() as tx:
             # One query answers both questions: same content (dedupe) and same Message-ID.
             existing: dict[str, tuple[int, str, str | None]] = {}
             taken: set[str] = set()
-            condition = Message.content_key.in_(set(keys))
-            if wanted_ids:
-                condition = or_(condition, Message.message_id.in_(wanted_ids))
-            for row_id, key, sha, mid in session.execute(
-                select(Message.id, Message.content_key, Message.sha256, Message.message_id).where(
-                    condition
-                )
-            ):
+            for row_id, key, sha, mid in tx.existing(sorted(set(keys)), sorted(wanted_ids)):
                 if key in keys:
                     existing[key] = (row_id, sha, mid)
                 if mid:
                     taken.add(mid)
             results: list[Accepted | None] = []
             fresh: list[dict[str, Any]] = []
-            blobs: dict[str, bytes] = {}
+            blobs: list[dict[str, Any]] = []
             for item, digest, key, message_id in zip(
                 items, digests, keys, message_ids, strict=True
             ):
@@ -132,7 +140,15 @@ class Inbox:
                     continue
                 existing[key] = (0, digest, message_id)  # the same bytes twice in one batch
                 results.append(None)
-                blobs[digest] = item.raw
+                if self._store.in_database:
+                    blobs.append(
+                        {
+                            "sha256": digest,
+                            "size": len(item.raw),
+                            "data": item.raw,
+                            "stored_at": now,
+                        }
+                    )
                 fresh.append(
                     {
                         "sha256": digest,
@@ -151,17 +167,8 @@ class Inbox:
                 )
                 if message_id:
                     taken.add(message_id)
-            self._store.record(session, blobs)
-            ids = (
-                list(
-                    session.scalars(
-                        insert(Message).returning(Message.id, sort_by_parameter_order=True),
-                        fresh,
-                    )
-                )
-                if fresh
-                else []
-            )
+            tx.insert_raw(blobs)
+            ids = tx.insert_messages(fresh)
         new_ids = iter(ids)
         by_key: dict[str, Accepted] = {}
         final: list[Accepted] = []

@@ -11,7 +11,7 @@ stable storage. Two stores keep that rule:
   fsync before the row commits: for deployments that want raw mail on a file system.
 
 The interface: ``prepare`` runs before the accept transaction (and may run in parallel),
-``record`` inside it, ``get`` inside the reader's transaction.
+the accept transaction inserts the row when ``in_database``, ``get`` inside the reader's transaction.
 """
 
 from __future__ import annotations
@@ -19,21 +19,20 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from gateway.models import RawMessage, utcnow
+from gateway.models import RawMessage
+from gateway.settings import StorageSettings
 
 
 class RawStore(Protocol):
     blocking: bool  # does prepare() wait for the disk (so must run off the event loop)?
+    in_database: bool  # are the bytes a row written in the accept transaction?
 
     def prepare(self, raw: bytes) -> str: ...
-
-    def record(self, session: Session, blobs: Mapping[str, bytes]) -> None: ...
 
     def get(self, session: Session, sha256: str) -> bytes: ...
 
@@ -42,19 +41,10 @@ class DatabaseRawStore:
     """Raw bytes as rows keyed by sha256, committed with the message row."""
 
     blocking = False
+    in_database = True
 
     def prepare(self, raw: bytes) -> str:
         return hashlib.sha256(raw).hexdigest()
-
-    def record(self, session: Session, blobs: Mapping[str, bytes]) -> None:
-        if not blobs:
-            return
-        now = utcnow()
-        rows = [
-            {"sha256": sha, "size": len(raw), "data": raw, "stored_at": now}
-            for sha, raw in blobs.items()
-        ]
-        session.execute(_insert_ignoring_duplicates(session), rows)
 
     def get(self, session: Session, sha256: str) -> bytes:
         row = session.get(RawMessage, sha256)
@@ -71,6 +61,7 @@ class DirectoryRawStore:
     """
 
     blocking = True
+    in_database = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -111,23 +102,14 @@ class DirectoryRawStore:
         _fsync_dir(target.parent)
         return digest
 
-    def record(self, session: Session, blobs: Mapping[str, bytes]) -> None:
-        """Nothing to do: the bytes were fsync'd by ``prepare``."""
-
     def get(self, session: Session, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
 
-def _insert_ignoring_duplicates(session: Session) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING, spelt by each dialect (content-addressed rows)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:  # pragma: no cover - other databases are not supported
-        raise RuntimeError(f"no raw store support for {dialect}")
-    return dialect_insert(RawMessage).on_conflict_do_nothing(index_elements=["sha256"])
+def make_store(storage: StorageSettings) -> RawStore:
+    if storage.backend == "database":
+        return DatabaseRawStore()
+    return DirectoryRawStore(Path(storage.raw_dir))
 
 
 def _ensure_dir(path: Path) -> None:

@@ -26,6 +26,7 @@ def serve(app: App) -> int:
 
 async def _serve(app: App) -> int:
     stopping = threading.Event()
+    app.accept_in_child_process()
     threads = [
         threading.Thread(target=_work_loop, args=(app, stopping), name="worker", daemon=True),
         threading.Thread(target=_delivery_loop, args=(app, stopping), name="outbound", daemon=True),
@@ -46,7 +47,9 @@ async def _serve(app: App) -> int:
     if app.settings.smtp.enabled:
         host, _, port = app.settings.smtp.listen.rpartition(":")
         handler = Handler(
-            GroupCommitter(app.inbox, executor),
+            GroupCommitter(
+                app.inbox, executor, commit_delay=float(__import__("os").environ.get("CD", "0.002"))
+            ),
             app.settings.gateway.mailboxes,
             max_recipients=app.settings.smtp.max_recipients,
         )

@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
-from gateway.inbox import Accepted, Envelope, Inbox, Incoming
+from gateway.inbox import Accepted, Acceptor, Envelope, Incoming
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        inbox: Inbox,
+        inbox: Acceptor,
         executor: ThreadPoolExecutor,
         max_batch: int = 200,
         commit_delay: float = 0.002,

@@ -3,9 +3,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import db
+from gateway.inbox import Envelope, Inbox
+from gateway.models import RawMessage
 from gateway.rawstore import DatabaseRawStore, DirectoryRawStore
 
 RAW = b"Subject: x\r\n\r\nbody\r\n"
@@ -29,14 +32,10 @@ def test_database_store_keeps_bytes_in_the_accept_transaction(tmp_path: Path) ->
     db.upgrade(engine)
     sessions = db.session_factory(engine)
     store = DatabaseRawStore()
-    digest = store.prepare(RAW)
-    with sessions.begin() as session:
-        store.record(session, {digest: RAW})
-        store.record(session, {digest: RAW})  # same bytes twice: one row
+    inbox = Inbox(sessions, store)
+    first = inbox.accept(RAW, Envelope(), "test")
+    again = inbox.accept(RAW, Envelope(), "test again")
+    assert again.duplicate and again.message_row_id == first.message_row_id
     with sessions() as session:
-        assert store.get(session, digest) == RAW
-    with sessions.begin() as session:
-        store.record(session, {digest: RAW})
-        session.rollback()
-    with sessions() as session:
-        assert store.get(session, digest) == RAW
+        assert store.get(session, first.sha256) == RAW
+        assert session.scalar(select(func.count()).select_from(RawMessage)) == 1
