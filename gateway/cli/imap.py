@@ -41,6 +41,7 @@ def poll(settings: Any, once: bool, names: tuple[str, ...], as_json: bool) -> No
     app = build(settings)
     results = []
     try:
+        app.accept_in_child_process()
         for mailbox in mailboxes:
             poller = MailboxPoller(
                 app,
