@@ -48,7 +48,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.inbox import Accepted, Envelope, Incoming
-from gateway.ingress.imap_fetch import fetch_bodies
 from gateway.models import MailboxState, Message, utcnow
 from gateway.settings import ImapSettings, SettingsError, secret
 
@@ -639,10 +638,10 @@ class MailboxPoller:
         if not wanted:
             return result
         self.phase = f"FETCH BODY.PEEK[] {folder} UIDs {wanted[0]}-{wanted[-1]}"
-        fetched = fetch_bodies(client, wanted, uid_set(wanted))
+        fetched = client.fetch(wanted, ["BODY.PEEK[]"])
         for uid in wanted:
-            raw = fetched.get(uid)
-            if raw is None:
+            raw = fetched.get(uid, {}).get(b"BODY[]")
+            if not isinstance(raw, bytes):
                 result.vanished += 1  # expunged between SEARCH and FETCH: not ours any more
                 continue
             result.uids.append(uid)
