@@ -1,7 +1,7 @@
 """IMAP back-fill: our poller against imapclient alone, same Dovecot, same messages, same run.
 
     .venv/bin/python bench/imap_backfill.py [--count 5000] [--corpus DIR] [--batch 100]
-                                            [--no-processing]
+                                            [--rounds 2] [--no-processing]
 
 Starts a private Dovecot (tests/dovecot.py), APPENDs a realistic corpus from
 ../shared/tools/gen_corpus.py to two folders, then measures:
@@ -11,6 +11,7 @@ Starts a private Dovecot (tests/dovecot.py), APPENDs a realistic corpus from
   import     `poll --once` with the worker off ([worker] enabled = false): fetch, accept
              (raw bytes + row committed, dedupe), MOVE to the processed folder, cursor saved
              — the IMAP ingress on its own, as the SMTP ingest bench measures SMTP ingress;
+             --rounds passes, each over its own folder and fresh database, best kept;
   processed  `poll --once` as shipped: the same plus the whole pipeline inline (case,
              acknowledgement and staff notice queued) before each batch is moved.
 
@@ -140,6 +141,7 @@ def main() -> int:
     parser.add_argument(
         "--no-processing", action="store_true", help="skip the (slow) pass with the pipeline"
     )
+    parser.add_argument("--rounds", type=int, default=2, help="import rounds; the best is kept")
     args = parser.parse_args()
     server = Dovecot().start()
     try:
@@ -149,17 +151,20 @@ def main() -> int:
             directory_for(raws, tmp / "parties.toml")
             size = sum(len(r) for r in raws)
             crlf = [r.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for r in raws]
-            folders = ["Bench/Import", "Bench/Processed"]
+            imports = [f"Bench/Import-{r + 1}" for r in range(args.rounds)]
+            folders = imports if args.no_processing else [*imports, "Bench/Processed"]
             for folder in folders:
                 server.append(folder, crlf)
             # Twice per folder: the first read also warms Dovecot's caches, which the
-            # polls after it would otherwise enjoy alone. The best rate is the baseline.
+            # polls after it would otherwise enjoy alone. The best rate is the baseline,
+            # and the best import round is compared with it (the machine is noisy).
             base = max(baseline(server, folder) for folder in folders for _ in range(2))
             accept_rate = accept_only(crlf, tmp)
-            imported, import_summary = poll(server, tmp, folders[0], worker=False, batch=args.batch)
+            rounds = [poll(server, tmp, f, worker=False, batch=args.batch) for f in imports]
+            imported, import_summary = max(rounds)
             processed = summary = None
             if not args.no_processing:
-                processed, summary = poll(server, tmp, folders[1], worker=True, batch=args.batch)
+                processed, summary = poll(server, tmp, folders[-1], worker=True, batch=args.batch)
     finally:
         server.destroy()
 
@@ -170,7 +175,10 @@ def main() -> int:
         f"accept only (inbox.accept_many, no IMAP, batches of {BATCH}): {accept_rate:8.0f} msg/s"
         f"  ({accept_rate / base:.2f} of the baseline: the ceiling of any ingress)"
     )
-    print(f"import   (poll --once, worker off, batch {args.batch}): {imported:8.0f} msg/s")
+    print(
+        f"import   (poll --once, worker off, batch {args.batch}): {imported:8.0f} msg/s"
+        f"  (rounds: {', '.join(f'{r:.0f}' for r, _ in rounds)})"
+    )
     print(f"         {import_summary}")
     if processed is not None:
         print(

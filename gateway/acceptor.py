@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sqlalchemy import Engine, event
+
 from gateway import db
 from gateway.inbox import Accepted, Envelope, Inbox, Incoming
 from gateway.rawstore import RawStore, make_store
@@ -44,6 +46,7 @@ def _child(settings: Settings, conn: Connection) -> None:
         settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms
     )
     inbox = Inbox(db.session_factory(engine), make_store(settings.storage))
+    checkpoints = _Checkpointer(engine) if engine.dialect.name == "sqlite" else None
     try:
         conn.send(("ready", None))
         while True:
@@ -61,8 +64,62 @@ def _child(settings: Settings, conn: Connection) -> None:
             except Exception as exc:  # reported to the caller, who answers 451 / retries
                 reply = ("error", f"{type(exc).__name__}: {exc}"[:2000])
             conn.send(reply)
+            if checkpoints is not None:
+                checkpoints.due.set()
     finally:
+        if checkpoints is not None:
+            checkpoints.stop()
         engine.dispose()
+
+
+class _Checkpointer:
+    """SQLite: WAL checkpoints after the child's commits, on a thread of their own.
+
+    Raw bytes make the WAL grow fast (an IMAP batch of 100 is ~1.6 MB), and SQLite's
+    automatic checkpoint runs inside the commit that crosses 1,000 pages: that commit
+    also copies the WAL into the database file and fsyncs it, while its sender waits.
+    The child's connections turn automatic checkpoints off; this thread runs a PASSIVE
+    checkpoint (it never blocks a writer) after each commit, while the child already
+    reads the next batch. Other processes keep SQLite's default.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        event.listen(engine, "connect", _no_auto_checkpoint)
+        self._engine = engine
+        self.due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raw = self._engine.raw_connection()
+        try:
+            while True:
+                self.due.wait()
+                self.due.clear()
+                cursor = raw.cursor()
+                try:
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.fetchall()
+                except Exception as exc:  # a busy database: the next commit asks again
+                    log.warning("WAL checkpoint failed: %s", exc)
+                finally:
+                    cursor.close()
+                if self._stopping:
+                    return
+        finally:
+            raw.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.due.set()
+        self._thread.join(STOP_SECONDS)
+
+
+def _no_auto_checkpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
 
 
 class AcceptProcess:

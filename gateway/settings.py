@@ -138,7 +138,7 @@ class ImapSettings:
     sent_folder: str = ""
     poll_seconds: float = 60.0
     idle: bool = True
-    batch_size: int = 100
+    batch_size: int = 250
     timeout_seconds: float = 60.0
 
 

@@ -162,5 +162,6 @@ def test_a_stranger_is_moved_to_quarantine_and_a_huge_message_stays_for_a_person
     assert dovecot.count(PROCESSED) == 1
     assert [b"someone@unknown-company.example" in m for m in dovecot.messages(QUARANTINE)] == [True]
     assert dovecot.count("INBOX") == 1  # left where a person will see it, never half-read
+    assert dovecot.seen("INBOX") == 0  # not even read once
     quarantined = cli_json(config, "quarantine", "list")
     assert [q["from"] for q in quarantined] == ["someone@unknown-company.example"]
