@@ -1,12 +1,12 @@
 """IMAP back-fill: our poller against imapclient alone, same Dovecot, same messages, same run.
 
-    .venv/bin/python bench/imap_backfill.py [--count 5000] [--corpus DIR] [--batch 100]
+    .venv/bin/python bench/imap_backfill.py [--count 5000] [--corpus DIR] [--batch 250]
                                             [--rounds 2] [--no-processing]
 
 Starts a private Dovecot (tests/dovecot.py), APPENDs a realistic corpus from
 ../shared/tools/gen_corpus.py to two folders, then measures:
 
-  baseline   imapclient alone: SELECT + UID SEARCH + FETCH BODY.PEEK[] in batches of 100
+  baseline   imapclient alone: SELECT + UID SEARCH + FETCH BODY.PEEK[] in batches of --batch
              (best of two runs per folder, so Dovecot's caches are as warm as for the polls);
   import     `poll --once` with the worker off ([worker] enabled = false): fetch, accept
              (raw bytes + row committed, dedupe), MOVE to the processed folder, cursor saved
@@ -35,22 +35,22 @@ from bench.worker_throughput import corpus, directory_for  # noqa: E402
 from gateway import app as app_module  # noqa: E402
 from gateway.inbox import Envelope, Incoming  # noqa: E402
 from gateway.ingress.imap import MailboxPoller  # noqa: E402
-from gateway.settings import load  # noqa: E402
+from gateway.settings import ImapSettings, load  # noqa: E402
 from tests.dovecot import Dovecot  # noqa: E402
 from tests.support import free_port, settings_text  # noqa: E402
 
-BATCH = 100
+BATCH = ImapSettings.batch_size  # the shipped default, for the polls and the baseline alike
 
 
-def baseline(server: Dovecot, folder: str) -> float:
+def baseline(server: Dovecot, folder: str, batch: int = BATCH) -> float:
     """imapclient alone: what reading the messages costs, with nothing done with them."""
     client = server.client()
     started = time.perf_counter()
     client.select_folder(folder)
     uids = sorted(client.search("ALL"))
     fetched = 0
-    for i in range(0, len(uids), BATCH):
-        data = client.fetch(uids[i : i + BATCH], ["BODY.PEEK[]"])
+    for i in range(0, len(uids), batch):
+        data = client.fetch(uids[i : i + batch], ["BODY.PEEK[]"])
         fetched += sum(len(d[b"BODY[]"]) > 0 for d in data.values())
     elapsed = time.perf_counter() - started
     client.logout()
@@ -58,7 +58,7 @@ def baseline(server: Dovecot, folder: str) -> float:
     return fetched / elapsed
 
 
-def accept_only(raws: list[bytes], tmp: Path) -> float:
+def accept_only(raws: list[bytes], tmp: Path, batch: int = BATCH) -> float:
     """inbox.accept_many alone over the same bytes, no IMAP: the ceiling of any ingress."""
     work = tmp / "accept-only"
     work.mkdir()
@@ -68,11 +68,11 @@ def accept_only(raws: list[bytes], tmp: Path) -> float:
     )
     app = app_module.build(load(config))
     started = time.perf_counter()
-    for i in range(0, len(raws), BATCH):
+    for i in range(0, len(raws), batch):
         app.inbox.accept_many(
             [
                 Incoming(raw, Envelope(), f"bench:{i + j}")
-                for j, raw in enumerate(raws[i : i + BATCH])
+                for j, raw in enumerate(raws[i : i + batch])
             ]
         )
     rate = len(raws) / (time.perf_counter() - started)
@@ -137,7 +137,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--corpus", type=Path)
-    parser.add_argument("--batch", type=int, default=BATCH, help="[[imap]] batch_size of the polls")
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help="[[imap]] batch_size; also the baseline's"
+    )
     parser.add_argument(
         "--no-processing", action="store_true", help="skip the (slow) pass with the pipeline"
     )
@@ -158,8 +160,8 @@ def main() -> int:
             # Twice per folder: the first read also warms Dovecot's caches, which the
             # polls after it would otherwise enjoy alone. The best rate is the baseline,
             # and the best import round is compared with it (the machine is noisy).
-            base = max(baseline(server, folder) for folder in folders for _ in range(2))
-            accept_rate = accept_only(crlf, tmp)
+            base = max(baseline(server, folder, args.batch) for folder in folders for _ in range(2))
+            accept_rate = accept_only(crlf, tmp, args.batch)
             rounds = [poll(server, tmp, f, worker=False, batch=args.batch) for f in imports]
             imported, import_summary = max(rounds)
             processed = summary = None
@@ -170,9 +172,11 @@ def main() -> int:
 
     ratio = imported / base
     print(f"messages: {len(raws)}  ({size / len(raws) / 1024:.1f} KB average, Dovecot on loopback)")
-    print(f"baseline (imapclient alone, FETCH BODY.PEEK[], batches of {BATCH}): {base:8.0f} msg/s")
     print(
-        f"accept only (inbox.accept_many, no IMAP, batches of {BATCH}): {accept_rate:8.0f} msg/s"
+        f"baseline (imapclient alone, FETCH BODY.PEEK[], batches of {args.batch}): {base:8.0f} msg/s"
+    )
+    print(
+        f"accept only (inbox.accept_many, no IMAP, batches of {args.batch}): {accept_rate:8.0f} msg/s"
         f"  ({accept_rate / base:.2f} of the baseline: the ceiling of any ingress)"
     )
     print(

@@ -281,6 +281,17 @@ class _Mover:
             if self._error is not None:
                 continue  # drain: nothing more is moved after a failure
             processed, quarantine, last_uid = job
+            # Batches committed while the last MOVE ran go together: one command each way.
+            while True:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)  # the end marker: keep it for the loop
+                    break
+                processed, quarantine = processed + more[0], quarantine + more[1]
+                last_uid = more[2]
             try:
                 if self._client is None:
                     self._client = poller.connect()
@@ -719,7 +730,9 @@ class MailboxPoller:
             self.app.worker.process(ids)
         elif self.processing == "shared":
             self._wait_for_worker(ids)
-        return self._statuses(ids)
+        else:  # nothing processes them here: only an earlier copy can be past "received"
+            ids = sorted({a.message_row_id for a in accepted if a.duplicate})
+        return self._statuses(ids) if ids else {}
 
     def _wait_for_worker(self, ids: Sequence[int]) -> None:
         """Under `serve` the one worker thread processes; two would race on PostgreSQL."""
