@@ -94,7 +94,10 @@ class Worker:
         with self._sessions.begin() as session:
             deps = self._make_deps(session)
             for row_id in ids:
-                row = session.get(Message, row_id)
+                # Another worker (say `poll --once` beside `serve` on PostgreSQL) may be
+                # processing this row: its lock makes us skip it, and once it commits the
+                # status is no longer "received". SQLite serialises writers instead.
+                row = session.get(Message, row_id, with_for_update={"skip_locked": True})
                 if row is None or row.status != "received":
                     continue
                 try:

@@ -735,7 +735,7 @@ class MailboxPoller:
         return self._statuses(ids) if ids else {}
 
     def _wait_for_worker(self, ids: Sequence[int]) -> None:
-        """Under `serve` the one worker thread processes; two would race on PostgreSQL."""
+        """Under `serve` the one worker thread processes: one batch transaction at a time."""
         deadline = time.monotonic() + SHARED_WORKER_WAIT_SECONDS
         while True:
             statuses = self._statuses(ids)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 
 from gateway import db
+from gateway.inbox import Envelope
+from gateway.models import Case, Message
 from gateway.settings import load
 from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 from tests.postgres import PostgresServer
@@ -66,5 +69,49 @@ def test_a_case_story_runs_on_postgresql(postgres: PostgresServer, tmp_path: Pat
         assert done.outcome == "case_updated", done.reason
         shown = desk.case(done.reference or "")
         assert shown["state"] == "assigned" and len(shown["children"]) == 1
+    finally:
+        desk.close()
+
+
+def test_a_message_another_worker_holds_is_skipped_not_processed_twice(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "settings.toml"
+    text = settings_text(tmp_path, free_port())
+    text = text.replace(
+        f'url = "sqlite:///{tmp_path / "var" / "gateway.db"}"', f'url = "{postgres.url}"'
+    )
+    config.write_text(text)
+    desk = Desk(load(config))
+    try:
+        with desk.app.sessions() as session:  # the module's database is shared
+            cases_before = session.scalar(select(func.count()).select_from(Case))
+        raw = mail(sender=RAISER, subject="IF-041 rejected", body=BODY)
+        accepted = desk.app.inbox.accept(raw, Envelope(), "test")
+        # Worker A has claimed the row and is mid-way through it.
+        holder = desk.app.engine.connect()
+        held = holder.begin()
+        holder.execute(
+            select(Message.id).where(Message.id == accepted.message_row_id).with_for_update()
+        )
+        # Worker B, meanwhile: it must skip the row, not wait for it (or process it too).
+        result: list[object] = []
+        worker_b = threading.Thread(
+            target=lambda: result.append(desk.app.worker.process([accepted.message_row_id]))
+        )
+        worker_b.start()
+        worker_b.join(10)
+        waited = worker_b.is_alive()
+        held.rollback()
+        holder.close()
+        worker_b.join()
+        assert not waited, "worker B waited for the row instead of skipping it"
+        assert result == [[]]
+        (done,) = desk.app.worker.process([accepted.message_row_id])
+        assert done.outcome == "case_created"
+        assert desk.app.worker.process([accepted.message_row_id]) == []  # never twice
+        with desk.app.sessions() as session:
+            cases = session.scalar(select(func.count()).select_from(Case))
+            assert cases == (cases_before or 0) + 1
     finally:
         desk.close()
