@@ -63,7 +63,10 @@ def _child(settings: Settings, conn: Connection) -> None:
                 reply: tuple[str, Any] = ("ok", inbox.commit(items, digests))
             except Exception as exc:  # reported to the caller, who answers 451 / retries
                 reply = ("error", f"{type(exc).__name__}: {exc}"[:2000])
-            conn.send(reply)
+            try:
+                conn.send(reply)
+            except OSError:
+                return  # the parent died waiting; what was committed is found by dedupe
             if checkpoints is not None:
                 checkpoints.due.set()
     finally:
