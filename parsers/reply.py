@@ -323,9 +323,7 @@ def _candidate_lines(lines: list[str]) -> list[str]:
         if ":" in line or "：" in line or "original message" in line.lower():
             for j in range(max(0, i - 3), min(len(lines), i + 3)):
                 keep[j] = True
-    return [
-        x if keep[i] and len(x) <= MAX_HEADER_LINE_CHARS else "" for i, x in enumerate(lines)
-    ]
+    return [x if keep[i] and len(x) <= MAX_HEADER_LINE_CHARS else "" for i, x in enumerate(lines)]
 
 
 def _library_marker(
