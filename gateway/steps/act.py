@@ -139,8 +139,26 @@ def _staff(ctx: MessageContext, deps: Deps) -> None:
             message_row_id=ctx.row.id,
         )
         return
-    if text:
-        actions.notice(ctx, case, "update", actions.counterparty(deps, case), text=text)
+    if not text:
+        return
+    # Reply-all from Outlook: the party already has this mail from staff directly; relay
+    # it only to whoever of the case's contacts it was not addressed to.
+    addressed = {a.lower() for a in (*ctx.analysis.to, *ctx.analysis.cc)}
+    contacts = actions.counterparty(deps, case)
+    missing = [a for a in contacts if a.lower() not in addressed]
+    if len(missing) < len(contacts):
+        cases.record(
+            deps.session,
+            case,
+            "staff_reply_recorded",
+            actor=ctx.sender.label if ctx.sender else "",
+            at=deps.now,
+            detail="staff wrote to the party directly; not relayed to "
+            + ", ".join(sorted(set(contacts) - set(missing))),
+            message_row_id=ctx.row.id,
+        )
+    if missing:
+        actions.notice(ctx, case, "update", missing, text=text)
         ctx.outgoing[-1:] = [_as_update(o) for o in ctx.outgoing[-1:]]
 
 

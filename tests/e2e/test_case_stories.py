@@ -215,6 +215,25 @@ def test_staff_text_goes_to_the_raiser_as_an_update_and_notes_stay_internal(desk
     )
 
 
+def test_a_staff_reply_all_reaches_the_raiser_once_and_is_recorded(desk: Desk) -> None:
+    ref = raise_case(desk)
+    desk.new_mail()
+    # Staff answer the raiser from Outlook with reply-all: the raiser gets it straight
+    # from staff, and the shared mailbox's copy reaches the gateway.
+    reply_all = mail(
+        sender=STAFF,
+        to=f"{RAISER}, cpsd@elexon.example",
+        subject=f"RE: [{ref}] DIP rejects IF-041",
+        body="We have restarted the IF-041 adapter; please resubmit.\n",
+    )
+    done = desk.receive(reply_all)
+    assert done.outcome == "case_updated" and done.reference == ref, done.reason
+    assert [s.template for s in desk.new_mail()] == []  # no second copy to the raiser
+    shown = desk.case(ref)
+    recorded = [e for e in shown["events"] if e["kind"] == "staff_reply_recorded"]
+    assert len(recorded) == 1 and RAISER in recorded[0]["detail"]
+
+
 def test_an_unknown_command_changes_nothing_and_lists_the_valid_ones(desk: Desk) -> None:
     ref = raise_case(desk)
     notice = only(desk.new_mail(), "staff_notice", STAFF_DESK)
