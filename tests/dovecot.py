@@ -51,7 +51,9 @@ class DovecotError(RuntimeError):
 class Dovecot:
     """One private Dovecot instance; ``without`` drops capabilities from what it advertises."""
 
-    def __init__(self, *, without: Iterable[str] = (), xoauth2_token: str = "") -> None:
+    def __init__(
+        self, *, without: Iterable[str] = (), xoauth2_token: str = "", tls: bool = False
+    ) -> None:
         binary = shutil.which("dovecot") or (
             "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
         )
@@ -67,6 +69,8 @@ class Dovecot:
         self.user = USER
         self.password = PASSWORD
         self.xoauth2_token = xoauth2_token
+        self.tls = tls  # a self-signed certificate: STARTTLS on port, implicit TLS on tls_port
+        self.tls_port = free_port() if tls else 0
         self.without = {c.upper() for c in without}
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_files()
@@ -106,6 +110,10 @@ class Dovecot:
             else ""
         )
         password_passdb_mechs = "  mechanisms = plain login\n" if self.xoauth2_token else ""
+        ssl = "ssl = no"
+        if self.tls:
+            _self_signed(root / "cert.pem", root / "key.pem")
+            ssl = f"ssl = yes\nssl_cert = <{root}/cert.pem\nssl_key = <{root}/key.pem"
         (root / "dovecot.conf").write_text(
             f"""# Throwaway Dovecot 2.3: loopback only, plaintext auth, Maildir in a temp dir.
 protocols = imap
@@ -114,7 +122,7 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/log/dovecot.log
 info_log_path = {root}/log/dovecot-info.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = {mechanisms}
 mail_location = maildir:{root}/mail/%u/Maildir
@@ -134,7 +142,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
   }}
 }}
 namespace inbox {{
@@ -317,6 +326,33 @@ verbose_proctitle = yes
             return len(client.search("SEEN"))
         finally:
             client.logout()
+
+
+def _self_signed(cert: Path, key: Path) -> None:
+    """A throwaway certificate for 127.0.0.1 that no system trusts (openssl is in the base
+    image; the key is read by Dovecot's master process as root)."""
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _group_alive(group: int) -> bool:
