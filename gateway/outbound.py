@@ -333,17 +333,20 @@ def queue_staff_alert(
 
 
 def requeue(session: Session, row_id: int, *, retry_for: timedelta, actor: str) -> Outbox:
-    """``outbox retry``: a failed row goes back to pending for the recipients that failed.
+    """``outbox retry``: a failed row goes back to pending for the recipients that failed,
+    and a held one (over the automatic-mail rate limit) is released: a person decided it
+    should go after all.
 
     Recipients that already have it stay ``sent`` and are not sent to again. The retry
     window starts again from now. LookupError if there is no such row, ValueError if it
-    is not failed.
+    is neither failed nor held.
     """
     row = session.get(Outbox, row_id)
     if row is None:
         raise LookupError(f"no outbox row {row_id}")
-    if row.status != "failed":
-        raise ValueError(f"outbox row {row_id} is {row.status}, not failed")
+    if row.status not in ("failed", "held"):
+        raise ValueError(f"outbox row {row_id} is {row.status}, not failed or held")
+    verb = "released" if row.status == "held" else "requeued"
     now = utcnow()
     statuses = {
         address: state
@@ -361,7 +364,7 @@ def requeue(session: Session, row_id: int, *, retry_for: timedelta, actor: str) 
             Event(
                 case_id=row.case_id,
                 at=now,
-                kind=f"{row.template}_requeued"[:40],
+                kind=f"{row.template}_{verb}"[:40],
                 actor=actor,
                 detail=f"outbox row {row.id} to {', '.join(again)} (was: {row.last_error})",
                 outbox_row_id=row.id,

@@ -64,7 +64,7 @@ def outbox_flush(settings: Any, waiting: bool) -> None:
 @click.argument("row_id", type=int)
 @click.option("--operator", help="who is asking (recorded on the case); default cli:<user>")
 def outbox_retry(settings: Any, row_id: int, operator: str | None) -> None:
-    """Re-queue a failed row: only its failed recipients get it again."""
+    """Re-queue a failed row (only its failed recipients get it again) or release a held one."""
     app = build(settings)
     try:
         with app.sessions.begin() as session:

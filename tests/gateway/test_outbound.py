@@ -23,7 +23,7 @@ from gateway import outbound
 from gateway.app import App, build, make_transport
 from gateway.inbox import Envelope
 from gateway.models import Case, Event, Outbox, utcnow
-from gateway.outbound import Deliverer, RelayUnavailable
+from gateway.outbound import Deliverer, RelayUnavailable, requeue
 from gateway.settings import load
 from gateway.transports import SmtpTransport
 from tests.conftest import mail
@@ -423,6 +423,19 @@ def test_the_eleventh_automatic_reply_in_an_hour_is_held_and_staff_told_once(
             )
             == 3
         )
+    # Staff look at the first one and decide it should go after all.
+    with app.sessions.begin() as session:
+        requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
+    deliverer(app).deliver_due()
+    assert rows(app)[held[0]].status == "sent"
+    assert [rows(app)[i].status for i in held[1:]] == ["held", "held"]
+    with app.sessions() as session:
+        released = session.scalars(
+            select(Event).where(Event.kind == "acknowledgement_released")
+        ).all()
+        assert [e.actor for e in released] == ["cli:staff"]
+    with app.sessions.begin() as session, pytest.raises(ValueError, match="is sent"):
+        requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
 
 
 # -- the headers of what we send -----------------------------------------------------------
