@@ -61,7 +61,10 @@ class SmtpSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     enabled: bool = True
-    batch_size: int = 50
+    # Messages per worker transaction. On SQLite the transaction holds the write lock
+    # while it runs (~20 ms a message), and accepts wait behind it: 10 keeps that wait
+    # near 0.2 s; larger batches measured no faster (52 vs 53 msg/s at 50).
+    batch_size: int = 10
     idle_seconds: float = 1.0
 
 
