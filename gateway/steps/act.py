@@ -12,7 +12,7 @@ import re
 from gateway import actions, cases, sla
 from gateway.context import Deps, MessageContext, Outgoing, Stop
 from gateway.lifecycle import OPEN_STATES, State
-from gateway.models import ExternalReference
+from gateway.models import Case, ExternalReference
 from gateway.views import case_context
 from parsers.autoreply import is_out_of_office
 
@@ -129,15 +129,7 @@ def _staff(ctx: MessageContext, deps: Deps) -> None:
         return
     text = ctx.analysis.reply_text.strip()
     if ctx.row.sent_copy:
-        cases.record(
-            deps.session,
-            case,
-            "staff_reply_recorded",
-            actor=ctx.sender.label if ctx.sender else "",
-            at=deps.now,
-            detail="sent from the shared mailbox; not relayed",
-            message_row_id=ctx.row.id,
-        )
+        _not_relayed(ctx, deps, case, "sent from the shared mailbox; not relayed")
         return
     if not text:
         return
@@ -147,19 +139,25 @@ def _staff(ctx: MessageContext, deps: Deps) -> None:
     contacts = actions.counterparty(deps, case)
     missing = [a for a in contacts if a.lower() not in addressed]
     if len(missing) < len(contacts):
-        cases.record(
-            deps.session,
-            case,
-            "staff_reply_recorded",
-            actor=ctx.sender.label if ctx.sender else "",
-            at=deps.now,
-            detail="staff wrote to the party directly; not relayed to "
-            + ", ".join(sorted(set(contacts) - set(missing))),
-            message_row_id=ctx.row.id,
+        reached = ", ".join(sorted(set(contacts) - set(missing)))
+        _not_relayed(
+            ctx, deps, case, f"staff wrote to the party directly; not relayed to {reached}"
         )
     if missing:
         actions.notice(ctx, case, "update", missing, text=text)
         ctx.outgoing[-1:] = [_as_update(o) for o in ctx.outgoing[-1:]]
+
+
+def _not_relayed(ctx: MessageContext, deps: Deps, case: Case, detail: str) -> None:
+    cases.record(
+        deps.session,
+        case,
+        "staff_reply_recorded",
+        actor=ctx.sender.label if ctx.sender else "",
+        at=deps.now,
+        detail=detail,
+        message_row_id=ctx.row.id,
+    )
 
 
 def _as_update(outgoing: Outgoing) -> Outgoing:

@@ -23,6 +23,17 @@ BODY = (
 )
 
 
+def postgres_config(postgres: PostgresServer, tmp_path: Path) -> Path:
+    """The tests' usual settings, with the database on the throwaway PostgreSQL."""
+    config = tmp_path / "settings.toml"
+    text = settings_text(tmp_path, free_port())
+    text = text.replace(
+        f'url = "sqlite:///{tmp_path / "var" / "gateway.db"}"', f'url = "{postgres.url}"'
+    )
+    config.write_text(text)
+    return config
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
@@ -51,13 +62,7 @@ def test_migrations_build_the_schema_on_postgresql(postgres: PostgresServer) -> 
 
 
 def test_a_case_story_runs_on_postgresql(postgres: PostgresServer, tmp_path: Path) -> None:
-    config = tmp_path / "settings.toml"
-    text = settings_text(tmp_path, free_port())
-    text = text.replace(
-        f'url = "sqlite:///{tmp_path / "var" / "gateway.db"}"', f'url = "{postgres.url}"'
-    )
-    config.write_text(text)
-    desk = Desk(load(config))
+    desk = Desk(load(postgres_config(postgres, tmp_path)))
     try:
         raw = mail(
             sender=RAISER, subject="IF-041 \x00 rejected", body=BODY.replace("200", "2\x0000")
@@ -76,13 +81,7 @@ def test_a_case_story_runs_on_postgresql(postgres: PostgresServer, tmp_path: Pat
 def test_a_message_another_worker_holds_is_skipped_not_processed_twice(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    config = tmp_path / "settings.toml"
-    text = settings_text(tmp_path, free_port())
-    text = text.replace(
-        f'url = "sqlite:///{tmp_path / "var" / "gateway.db"}"', f'url = "{postgres.url}"'
-    )
-    config.write_text(text)
-    desk = Desk(load(config))
+    desk = Desk(load(postgres_config(postgres, tmp_path)))
     try:
         with desk.app.sessions() as session:  # the module's database is shared
             cases_before = session.scalar(select(func.count()).select_from(Case))
