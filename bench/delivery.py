@@ -53,7 +53,7 @@ def start_sink(port: int) -> subprocess.Popen[str]:
 
 def fill(app: App, count: int) -> list[tuple[str, list[str], bytes]]:
     """Queue ``count`` rows the way the pipeline does; return their envelopes and bytes."""
-    queue_sample_mail(app, count, PARTY)
+    queue_sample_mail(app, count, [PARTY])
     with app.sessions() as session:
         return [
             (r.mail_from, list(r.recipients), r.raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,25 @@ dir = "{REPO / "templates"}"
 """
 
 
-def queue_sample_mail(app: Any, count: int, to: str) -> list[str]:
+def queue_sample_mail(
+    app: Any,
+    count: int,
+    to: Sequence[str],
+    *,
+    kind: str = "notice",
+    priority: int = 5,
+    case_id: int | None = None,
+) -> list[Any]:
     """Queue ``count`` acknowledgements (sample context) the way the pipeline does.
 
-    Shared by the delivery tests and bench/delivery.py; returns the Message-IDs.
+    Shared by the delivery tests and bench/delivery.py; returns the outbox rows.
     """
     from gateway import outbound
+    from gateway.models import Case
 
     context = app.renderer.sample("acknowledgement")
     with app.sessions.begin() as session:
+        case = session.get(Case, case_id) if case_id else None
         return [
             outbound.enqueue(
                 session,
@@ -64,10 +75,11 @@ def queue_sample_mail(app: Any, count: int, to: str) -> list[str]:
                 app.identity,
                 template="acknowledgement",
                 context=context,
-                to=[to],
-                case=None,
-                kind="notice",
-                auto_submitted="auto-generated",
-            ).message_id
+                to=list(to),
+                case=case,
+                kind=kind,
+                auto_submitted="auto-replied" if kind == "auto_reply" else "auto-generated",
+                priority=priority,
+            )
             for _ in range(count)
         ]

@@ -57,7 +57,7 @@ def queue(config: Path, count: int, to: str = PARTY) -> list[str]:
     """Queue rows with outbound.enqueue into the gateway's own database; their Message-IDs."""
     app = build(load(config))
     try:
-        return queue_sample_mail(app, count, to)
+        return [row.message_id for row in queue_sample_mail(app, count, [to])]
     finally:
         app.close()
 

@@ -23,12 +23,12 @@ from gateway import outbound
 from gateway.app import App, build, make_transport
 from gateway.inbox import Envelope
 from gateway.models import Case, Event, Outbox, utcnow
-from gateway.outbound import Deliverer, RelayUnavailable, requeue
+from gateway.outbound import Deliverer, RelayUnavailable
 from gateway.settings import load
 from gateway.transports import SmtpTransport
 from tests.conftest import mail
 from tests.relay import Relay, make_certificate, relay_settings, server_context
-from tests.support import free_port
+from tests.support import free_port, queue_sample_mail
 
 PARTY = "ops@brightenergy.example"
 STAFF = "servicedesk-team@elexon.example"
@@ -90,24 +90,8 @@ def queue(
     priority: int = 5,
     case_id: int | None = None,
 ) -> list[int]:
-    context = app.renderer.sample("acknowledgement")
-    with app.sessions.begin() as session:
-        case = session.get(Case, case_id) if case_id else None
-        return [
-            outbound.enqueue(
-                session,
-                app.renderer,
-                app.identity,
-                template="acknowledgement",
-                context=context,
-                to=list(to),
-                case=case,
-                kind=kind,
-                auto_submitted="auto-replied" if kind == "auto_reply" else "auto-generated",
-                priority=priority,
-            ).id
-            for _ in range(count)
-        ]
+    rows = queue_sample_mail(app, count, to, kind=kind, priority=priority, case_id=case_id)
+    return [row.id for row in rows]
 
 
 def raise_case(app: App, n: int = 1) -> int:
@@ -425,7 +409,7 @@ def test_the_eleventh_automatic_reply_in_an_hour_is_held_and_staff_told_once(
         )
     # Staff look at the first one and decide it should go after all.
     with app.sessions.begin() as session:
-        requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
+        outbound.requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
     deliverer(app).deliver_due()
     assert rows(app)[held[0]].status == "sent"
     assert [rows(app)[i].status for i in held[1:]] == ["held", "held"]
@@ -435,7 +419,7 @@ def test_the_eleventh_automatic_reply_in_an_hour_is_held_and_staff_told_once(
         ).all()
         assert [e.actor for e in released] == ["cli:staff"]
     with app.sessions.begin() as session, pytest.raises(ValueError, match="is sent"):
-        requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
+        outbound.requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
 
 
 # -- the headers of what we send -----------------------------------------------------------
