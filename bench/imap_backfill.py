@@ -36,7 +36,7 @@ from gateway import app as app_module  # noqa: E402
 from gateway.inbox import Envelope, Incoming  # noqa: E402
 from gateway.ingress.imap import MailboxPoller  # noqa: E402
 from gateway.settings import ImapSettings, load  # noqa: E402
-from tests.dovecot import Dovecot  # noqa: E402
+from tests.dovecot import Dovecot, imap_block  # noqa: E402
 from tests.support import free_port, settings_text  # noqa: E402
 
 BATCH = ImapSettings.batch_size  # the shipped default, for the polls and the baseline alike
@@ -86,8 +86,6 @@ def poll(
     """One in-process `poll --once` pass over ``folder`` on a fresh database."""
     work = tmp / f"poll-{folder.replace('/', '-')}"
     work.mkdir()
-    password = work / "imap.password"
-    password.write_text(server.password)
     config = work / "settings.toml"
     config.write_text(
         settings_text(
@@ -96,19 +94,15 @@ def poll(
             "" if worker else "enabled = false",
             parties=tmp / "parties.toml",
         )
-        + f"""
-[[imap]]
-name = "bench"
-host = "{server.host}"
-port = {server.port}
-security = "none"
-user = "{server.user}"
-password_file = "{password}"
-folder = "{folder}"
-processed_folder = "Bench/Processed-{folder.rsplit("/", 1)[-1]}"
-quarantine_folder = "Bench/Quarantine"
-batch_size = {batch}
-"""
+        + imap_block(
+            server,
+            work,
+            name="bench",
+            folder=folder,
+            processed_folder=f"Bench/Processed-{folder.rsplit('/', 1)[-1]}",
+            quarantine_folder="Bench/Quarantine",
+            extra=f"batch_size = {batch}",
+        )
     )
     settings = load(config)
     app = app_module.build(settings)

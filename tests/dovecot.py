@@ -328,6 +328,42 @@ verbose_proctitle = yes
             client.logout()
 
 
+def imap_block(
+    server: Dovecot,
+    tmp: Path,
+    *,
+    name: str = "ops",
+    folder: str = "INBOX",
+    sent_folder: str = "",
+    processed_folder: str = "CPSD/Processed",
+    quarantine_folder: str = "CPSD/Quarantine",
+    extra: str = "",
+    secret: str | None = None,
+    timeout: float = 10,
+) -> str:
+    """One [[imap]] table; the password sits in a file, as production keeps secrets."""
+    if secret is None:
+        password = tmp / f"imap-{name}.password"
+        password.write_text(server.password + "\n")
+        secret = f'password_file = "{password}"'
+    sent = f'sent_folder = "{sent_folder}"\n' if sent_folder else ""
+    return f"""
+[[imap]]
+name = "{name}"
+host = "{server.host}"
+port = {server.port}
+security = "none"
+user = "{server.user}"
+{secret}
+folder = "{folder}"
+processed_folder = "{processed_folder}"
+quarantine_folder = "{quarantine_folder}"
+{sent}poll_seconds = 1
+timeout_seconds = {timeout}
+{extra}
+"""
+
+
 def _self_signed(cert: Path, key: Path) -> None:
     """A throwaway certificate for 127.0.0.1 that no system trusts (openssl is in the base
     image; the key is read by Dovecot's master process as root)."""

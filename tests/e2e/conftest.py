@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.dovecot import Dovecot
+from tests.dovecot import Dovecot, imap_block
 from tests.support import free_port, settings_text
 
 SENT = "Sent Items"
@@ -24,40 +24,6 @@ def dovecot() -> Iterator[Dovecot]:
         yield server
     finally:
         server.destroy()
-
-
-def imap_block(
-    server: Dovecot,
-    tmp: Path,
-    *,
-    name: str = "ops",
-    folder: str = "INBOX",
-    sent_folder: str = "",
-    extra: str = "",
-    secret: str | None = None,
-    timeout: float = 10,
-) -> str:
-    """One [[imap]] table; the password sits in a file, as production keeps secrets."""
-    if secret is None:
-        password = tmp / f"imap-{name}.password"
-        password.write_text(server.password + "\n")
-        secret = f'password_file = "{password}"'
-    sent = f'sent_folder = "{sent_folder}"\n' if sent_folder else ""
-    return f"""
-[[imap]]
-name = "{name}"
-host = "{server.host}"
-port = {server.port}
-security = "none"
-user = "{server.user}"
-{secret}
-folder = "{folder}"
-processed_folder = "CPSD/Processed"
-quarantine_folder = "CPSD/Quarantine"
-{sent}poll_seconds = 1
-timeout_seconds = {timeout}
-{extra}
-"""
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dovecot import Dovecot
-from tests.e2e.conftest import db_count, imap_block, party_mail, smtp_port
+from tests.dovecot import Dovecot, imap_block
+from tests.e2e.conftest import db_count, party_mail, smtp_port
 from tests.e2e.server import GatewayProcess, cli, wait_for
 from tests.support import free_port, settings_text
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.dovecot import Dovecot
-from tests.e2e.conftest import db_count, imap_block, party_mail, smtp_port
+from tests.dovecot import Dovecot, imap_block
+from tests.e2e.conftest import db_count, party_mail, smtp_port
 from tests.e2e.server import GatewayProcess, wait_for
 from tests.support import free_port, settings_text
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dovecot import Dovecot
-from tests.e2e.conftest import db_count, imap_block, party_mail
+from tests.dovecot import Dovecot, imap_block
+from tests.e2e.conftest import db_count, party_mail
 from tests.e2e.server import cli
 from tests.support import free_port, settings_text
 
