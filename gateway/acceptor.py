@@ -45,7 +45,7 @@ def _child(settings: Settings, conn: Connection) -> None:
     engine = db.make_engine(
         settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms
     )
-    inbox = Inbox(db.session_factory(engine), make_store(settings.storage))
+    inbox = Inbox(engine, make_store(settings.storage))
     checkpoints = _Checkpointer(engine) if engine.dialect.name == "sqlite" else None
     try:
         conn.send(("ready", None))
@@ -58,9 +58,8 @@ def _child(settings: Settings, conn: Connection) -> None:
                 return
             kind, items, digests = request
             try:
-                if kind == "many":
-                    digests = [inbox.store_raw(item.raw) for item in items]
-                reply: tuple[str, Any] = ("ok", inbox.commit(items, digests))
+                done = inbox.accept_many(items) if kind == "many" else inbox.commit(items, digests)
+                reply: tuple[str, Any] = ("ok", done)
             except Exception as exc:  # reported to the caller, who answers 451 / retries
                 reply = ("error", f"{type(exc).__name__}: {exc}"[:2000])
             try:

@@ -107,7 +107,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         renderer=renderer,
         identity=identity,
         analysis_options=analysis_options,
-        inbox=Inbox(sessions, store, on_accept=work_ready.set),
+        inbox=Inbox(engine, store, on_accept=work_ready.set),
         worker=Worker(
             sessions,
             store,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
 from gateway.accept_sql import AcceptStatements
 from gateway.models import utcnow
@@ -75,12 +75,11 @@ class Acceptor(Protocol):
 class Inbox:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         store: RawStore,
         on_accept: Callable[[], None] | None = None,
     ) -> None:
-        self._sessions = sessions
-        self._sql = AcceptStatements(sessions.kw["bind"])
+        self._sql = AcceptStatements(engine)
         self._store = store
         self._on_accept = on_accept
 

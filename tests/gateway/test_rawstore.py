@@ -32,7 +32,7 @@ def test_database_store_keeps_bytes_in_the_accept_transaction(tmp_path: Path) ->
     db.upgrade(engine)
     sessions = db.session_factory(engine)
     store = DatabaseRawStore()
-    inbox = Inbox(sessions, store)
+    inbox = Inbox(engine, store)
     first = inbox.accept(RAW, Envelope(), "test")
     again = inbox.accept(RAW, Envelope(), "test again")
     assert again.duplicate and again.message_row_id == first.message_row_id
