@@ -189,6 +189,22 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_kind_created_at", "kind", "created_at"),)
 
 
+class AutomaticRecipient(Base):
+    """One recipient of one automatic reply: the rate limit counts these by address.
+
+    The outbox keeps recipients as a JSON list, which no index can search; without this
+    table every automatic reply read every other one of the last hour (quadratic in a
+    flood, exactly when the limit matters).
+    """
+
+    __tablename__ = "automatic_recipients"
+    __table_args__ = (Index("ix_automatic_recipients_address_at", "address", "at"),)
+
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower-cased
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RawMessage(Base):
     """Raw inbound bytes, content-addressed; written in the accept transaction."""
 

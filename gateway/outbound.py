@@ -51,7 +51,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, updat
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.compose import Attachment, AutoSubmitted, compose, new_message_id
-from gateway.models import Case, Event, Outbox, utcnow
+from gateway.models import AutomaticRecipient, Case, Event, Outbox, utcnow
 from gateway.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,11 @@ def enqueue(
     )
     session.add(row)
     session.flush()
+    if kind == "auto_reply":
+        session.add_all(
+            AutomaticRecipient(outbox_id=row.id, address=address, at=now)
+            for address in sorted({a.lower() for a in to})
+        )
     if case is not None:
         verb = "held" if limited else "queued"
         reason = f" ({limited.reason})" if limited else ""
@@ -245,13 +250,16 @@ def _over_rate_limit(
     if kind != "auto_reply" or limit <= 0:
         return None
     recent = session.execute(
-        select(Outbox.recipients, Outbox.status).where(
-            Outbox.kind == "auto_reply", Outbox.created_at >= now - RATE_WINDOW
+        select(AutomaticRecipient.address, Outbox.status)
+        .join(Outbox, Outbox.id == AutomaticRecipient.outbox_id)
+        .where(
+            AutomaticRecipient.address.in_({a.lower() for a in to}),
+            AutomaticRecipient.at >= now - RATE_WINDOW,
         )
     ).all()
     for address in to:
         key = address.lower()
-        mine = [status for rcpts, status in recent if key in {r.lower() for r in rcpts}]
+        mine = [status for recipient, status in recent if recipient == key]
         counted = sum(1 for status in mine if status != "held")
         if counted >= limit:
             return _Limited(

@@ -56,6 +56,7 @@ def test_migrations_build_the_schema_on_postgresql(postgres: PostgresServer) -> 
         "external_references",
         "mailbox_state",
         "counters",
+        "automatic_recipients",
         "alembic_version",
     } <= tables
     engine.dispose()
