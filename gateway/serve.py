@@ -12,9 +12,10 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway.acceptor import AcceptChannel
 from gateway.app import App
 from gateway.ingress.imap import start_pollers
-from gateway.ingress.smtp import GroupCommitter, Handler, smtp_factory
+from gateway.ingress.smtp import Handler, Storer, smtp_factory
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0
@@ -43,13 +44,14 @@ async def _serve(app: App) -> int:
 
     server = None
     handler = None
+    channel = None
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="accept")
     if app.settings.smtp.enabled:
         host, _, port = app.settings.smtp.listen.rpartition(":")
+        assert app.acceptor is not None
+        channel = AcceptChannel(app.acceptor)
         handler = Handler(
-            GroupCommitter(
-                app.inbox, executor, commit_delay=float(__import__("os").environ.get("CD", "0.002"))
-            ),
+            Storer(app.inbox, channel, executor),
             app.settings.gateway.mailboxes,
             max_recipients=app.settings.smtp.max_recipients,
         )
@@ -77,6 +79,8 @@ async def _serve(app: App) -> int:
         if thread.is_alive():
             await loop.run_in_executor(None, thread.join, DRAIN_SECONDS)
     executor.shutdown(wait=True)
+    if channel is not None:
+        channel.close()
     app.close()
     return 0
 

@@ -1,8 +1,10 @@
 """SMTP ingress (aiosmtpd). 250 means stored: raw bytes fsync'd and the row committed.
 
-Concurrent sessions share commits through GroupCommitter, so durability costs one
-database fsync per batch rather than per message. Any internal failure answers 451
-(try again later), never 5xx, which would make the sender bounce the case (I4).
+Each DATA goes to the accept process as soon as it arrives; the process commits every
+message waiting at that moment in one transaction (gateway/acceptor.py), so durability
+costs one database fsync per group of concurrent sessions rather than per message. Any
+internal failure answers 451 (try again later), never 5xx, which would make the sender
+bounce the case (I4).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -25,66 +27,34 @@ INLINE_HASH_BYTES = 256 * 1024  # hashing more than this would stall the event l
 TEMPFAIL = "451 4.3.0 Temporary failure storing the message; please try again later"
 
 
-class GroupCommitter:
-    """Raw writes run in parallel threads; rows waiting meanwhile commit together."""
+class Committer(Protocol):
+    """Commits rows for raw bytes already stored, from the event loop (AcceptChannel)."""
 
-    def __init__(
-        self,
-        inbox: Acceptor,
-        executor: ThreadPoolExecutor,
-        max_batch: int = 200,
-        commit_delay: float = 0.002,
-    ) -> None:
-        self._commit_delay = commit_delay
+    async def commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]: ...
+
+
+class Storer:
+    """Stores one message's raw bytes, then has its row committed; returns after COMMIT."""
+
+    def __init__(self, inbox: Acceptor, committer: Committer, executor: ThreadPoolExecutor) -> None:
         self._inbox = inbox
+        self._committer = committer
         self._executor = executor
-        self._max_batch = max_batch
-        self._waiting: list[tuple[Incoming, str, asyncio.Future[Accepted]]] = []
-        self._leader: asyncio.Task[None] | None = None
 
     async def submit(self, item: Incoming) -> Accepted:
-        loop = asyncio.get_running_loop()
         if self._inbox.store_blocks or len(item.raw) > INLINE_HASH_BYTES:
+            loop = asyncio.get_running_loop()
             digest = await loop.run_in_executor(self._executor, self._inbox.store_raw, item.raw)
         else:
             digest = self._inbox.store_raw(item.raw)
-        future: asyncio.Future[Accepted] = loop.create_future()
-        self._waiting.append((item, digest, future))
-        if self._leader is None or self._leader.done():
-            self._leader = asyncio.create_task(self._commit_waiting())
-        return await future
-
-    async def _commit_waiting(self) -> None:
-        loop = asyncio.get_running_loop()
-        previous = 0
-        while self._waiting:
-            if previous > 1 and len(self._waiting) < previous:
-                # Like PostgreSQL's commit_delay: under concurrency, a moment's wait lets
-                # the clients just answered join this commit instead of the next one.
-                await asyncio.sleep(self._commit_delay)
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: len(batch)]
-            previous = len(batch)
-            items = [item for item, _, _ in batch]
-            digests = [digest for _, digest, _ in batch]
-            try:
-                results = await loop.run_in_executor(
-                    self._executor, self._inbox.commit, items, digests
-                )
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+        (accepted,) = await self._committer.commit([item], [digest])
+        return accepted
 
 
 class Handler:
     def __init__(
         self,
-        committer: GroupCommitter,
+        committer: Storer,
         mailboxes: Sequence[str],
         *,
         max_recipients: int = 100,

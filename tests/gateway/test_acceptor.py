@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import selectors
 import signal
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from gateway import app as app_module
-from gateway.acceptor import AcceptFailed, AcceptProcess
-from gateway.inbox import Envelope, Incoming
+from gateway.acceptor import (
+    AcceptChannel,
+    AcceptFailed,
+    AcceptProcess,
+    _send,
+    _waiting_requests,
+)
+from gateway.inbox import Accepted, Envelope, Incoming
 from gateway.models import Message
 from gateway.settings import Settings, load
 from tests.conftest import mail
@@ -92,3 +101,98 @@ def test_a_locked_database_is_a_clear_failure_and_the_retry_is_stored(tmp_path: 
         blocker.close()
         acceptor.close()
         app.close()
+
+
+# -- the event loop's channel and group commit in the child ---------------------------------
+
+
+def _incoming(n: int) -> Incoming:
+    return Incoming(mail(message_id=f"<loop-{n}@brightenergy.example>"), Envelope(), "smtp:test")
+
+
+def test_concurrent_sessions_on_the_loop_channel_each_get_their_own_row(
+    app: app_module.App,
+) -> None:
+    acceptor = AcceptProcess(app.settings, app.store).start()
+
+    async def sessions() -> list[Accepted]:
+        channel = AcceptChannel(acceptor)
+        try:
+            items = [_incoming(n) for n in range(40)]
+            done = await asyncio.gather(
+                *(channel.commit([item], [app.store.prepare(item.raw)]) for item in items)
+            )
+            return [accepted for (accepted,) in done]
+        finally:
+            channel.close()
+
+    try:
+        accepted = asyncio.run(sessions())
+    finally:
+        acceptor.close()
+    assert len({a.message_row_id for a in accepted}) == 40
+    assert not any(a.duplicate for a in accepted)
+    with app.sessions() as session:
+        stored = dict(session.execute(select(Message.id, Message.message_id)).all())
+    assert [stored[a.message_row_id] for a in accepted] == [
+        f"<loop-{n}@brightenergy.example>" for n in range(40)
+    ]
+
+
+def test_the_loop_channel_fails_what_is_in_flight_when_the_child_dies_then_starts_another(
+    app: app_module.App,
+) -> None:
+    acceptor = AcceptProcess(app.settings, app.store).start()
+
+    async def story() -> tuple[BaseException | None, Accepted]:
+        channel = AcceptChannel(acceptor)
+        try:
+            first = _incoming(1)
+            await channel.commit([first], [app.store.prepare(first.raw)])
+            assert acceptor._process is not None
+            os.kill(acceptor._process.pid, signal.SIGSTOP)  # mid-commit, as far as we know
+            second = _incoming(2)
+            pending = asyncio.ensure_future(
+                channel.commit([second], [app.store.prepare(second.raw)])
+            )
+            await asyncio.sleep(0.2)
+            assert not pending.done()  # no answer without a commit
+            os.kill(acceptor._process.pid, signal.SIGKILL)
+            failure = None
+            try:
+                await asyncio.wait_for(pending, 10)
+            except AcceptFailed as exc:
+                failure = exc
+            third = _incoming(3)
+            (later,) = await channel.commit([third], [app.store.prepare(third.raw)])
+            return failure, later
+        finally:
+            channel.close()
+
+    try:
+        failure, later = asyncio.run(story())
+    finally:
+        acceptor.close()
+    assert isinstance(failure, AcceptFailed)
+    assert not later.duplicate
+
+
+def test_the_child_takes_every_request_already_waiting_into_one_commit() -> None:
+    smtp_side, smtp_child = socket.socketpair()
+    imap_side, imap_child = socket.socketpair()
+    selector = selectors.DefaultSelector()
+    try:
+        for sock in (smtp_child, imap_child):
+            selector.register(sock, selectors.EVENT_READ)
+        _send(smtp_side, ("commit", [_incoming(1)], ["d1"]))
+        _send(smtp_side, ("commit", [_incoming(2)], ["d2"]))
+        _send(imap_side, ("many", [_incoming(3), _incoming(4)], []))
+        requests = _waiting_requests(selector)
+        assert requests is not None
+        assert sorted(len(batch) for _, _, batch, _ in requests) == [1, 1, 2]
+        _send(imap_side, None)  # the parent's close(): stop after what is in hand
+        assert _waiting_requests(selector) is None
+    finally:
+        selector.close()
+        for sock in (smtp_side, smtp_child, imap_side, imap_child):
+            sock.close()
