@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import compose as compose_module
 from gateway.compose import MAX_REFERENCES, compose, new_message_id
 from gateway.render import Renderer, RenderError
 
@@ -201,3 +203,24 @@ def test_every_mail_has_date_message_id_from_and_reply_to_and_is_7bit() -> None:
 def test_a_malformed_message_id_is_refused() -> None:
     with pytest.raises(ValueError, match="Message-ID"):
         _compose(message_id="<a@b>\r\nBcc: x@y")
+
+
+def _comparable(raw: bytes) -> bytes:
+    """The bytes with what changes on every call (date, boundaries) made constant."""
+    raw = re.sub(rb"(?m)^Date: .*$", b"Date: -", raw)
+    for boundary in set(re.findall(rb'boundary="([^"]+)"', raw)):
+        raw = raw.replace(boundary, b"BOUNDARY")
+    return raw
+
+
+@pytest.mark.parametrize("subject", ["DIP rejects IF-041", "Zählerstand für Übergabe " * 6])
+def test_header_classes_built_once_write_the_same_bytes_as_the_stock_registry(
+    subject: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = _comparable(_render(subject))
+    monkeypatch.setattr(compose_module, "_POLICY", policy.SMTP.clone(cte_type="7bit"))
+    stock = _comparable(_render(subject))
+    # Message-IDs are random too: compare everything else, line by line.
+    strip = re.compile(rb"(?m)^Message-ID: .*$")
+    assert strip.sub(b"", ours) == strip.sub(b"", stock)
+    assert b"=?utf-8?" in ours or subject.isascii()
