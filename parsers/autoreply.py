@@ -13,11 +13,14 @@ hostile header can neither raise nor cost more than a bounded scan.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+import weakref
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
+from functools import lru_cache
 
 MAX_HEADERS = 1000  # header fields looked at (parsers.mime refuses messages with more)
 MAX_VALUE = 2048  # characters of one header value kept
@@ -55,6 +58,8 @@ _LOOP_HEADER = re.compile(r"^x-(?:[a-z0-9-]*-)?loop(?:-[a-z0-9-]*)?$")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 _SUPPRESS_TOKEN = re.compile(r"[A-Za-z]{1,16}")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # an undecodable byte kept by surrogateescape
+_FOLD = re.compile(r"\r?\n[ \t]*|\r[ \t]*")
 
 # Local parts (dots, dashes, underscores and +tags removed, lower-cased) of senders
 # that are programs. "postmaster" is a role mailbox, but what it sends us is
@@ -102,7 +107,7 @@ def _text(value: object) -> str:
     except Exception:
         return ""
     text = text[:MAX_VALUE]
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and _ESCAPED_BYTE.search(text):
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return text
 
@@ -112,18 +117,41 @@ def _one_line(text: str, limit: int) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit]
 
 
-def _raw_headers(msg: Message) -> list[tuple[str, object]]:
+_RawHeaders = list[tuple[str, object]]
+_Remembered = tuple[weakref.ref[Message], list[tuple[str, object]], _RawHeaders]
+# The last few messages' (and parts') headers, as (message, its raw items, the lower-cased
+# pairs): the checks below read them some 25 times per message, and lower-casing every
+# name each time was most of their cost. The raw items are compared on every use, so a
+# message changed in between is read afresh.
+_REMEMBERED = 4
+_recent_headers: tuple[_Remembered, ...] = ()
+
+
+def _raw_headers(msg: Message) -> _RawHeaders:
     """The first ``MAX_HEADERS`` (lower-cased name, raw value) pairs, never raising.
 
     Raw values avoid policy.default's header parsing, which can raise on malformed
     input in Python 3.11 and is slow on huge address lists; they are turned into text
-    (``_text``) only for the few headers actually looked at.
+    (``_text``) only for the few headers actually looked at. Callers must not change
+    the list (it is shared with the next call for the same message).
     """
+    global _recent_headers
     try:
         items = list(itertools.islice(msg.raw_items(), MAX_HEADERS))
     except Exception:
         return []
-    out: list[tuple[str, object]] = []
+    recent = _recent_headers
+    for ref, seen, out in recent:
+        if ref() is msg and seen == items:
+            return out
+    out = _lowered_names(items)
+    with contextlib.suppress(TypeError):  # not weakly referenceable: nothing to key it by
+        _recent_headers = ((weakref.ref(msg), items, out), *recent[: _REMEMBERED - 1])
+    return out
+
+
+def _lowered_names(items: list[tuple[str, object]]) -> _RawHeaders:
+    out: _RawHeaders = []
     for name, value in items:
         try:
             out.append((str(name)[:100].strip().lower(), value))
@@ -147,7 +175,10 @@ def _headers(msg: Message, name: str, cap: int = 20) -> list[str]:
     out: list[str] = []
     for key, value in _raw_headers(msg):
         if key == wanted:
-            out.append(re.sub(r"\r?\n[ \t]*|\r[ \t]*", " ", _text(value)).strip())
+            text = _text(value)
+            if "\n" in text or "\r" in text:
+                text = _FOLD.sub(" ", text)
+            out.append(text.strip())
             if len(out) >= cap:
                 break
     return out
@@ -158,9 +189,14 @@ def _decoded(value: str | None) -> str:
     if not value:
         return ""
     try:
-        return str(make_header(decode_header(value)))[:MAX_VALUE]
+        return _decode_words(value)[:MAX_VALUE]
     except Exception:
         return value[:MAX_VALUE]
+
+
+@lru_cache(maxsize=256)  # the same From and Subject are decoded several times per message
+def _decode_words(value: str) -> str:
+    return str(make_header(decode_header(value)))
 
 
 def _subject(msg: Message) -> str:
@@ -172,10 +208,15 @@ def _addresses(value: str | None, cap: int = 20) -> list[tuple[str, str]]:
     if not value:
         return []
     try:
-        pairs = getaddresses([value[:MAX_VALUE]])[:cap]
+        pairs = _address_pairs(value[:MAX_VALUE])[:cap]
     except Exception:
         return []
     return [(_decoded(name), addr.strip()) for name, addr in pairs]
+
+
+@lru_cache(maxsize=256)  # From is read three times per message, Return-Path twice
+def _address_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([value]))
 
 
 def _local_part(address: str) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import contextlib
 import itertools
 import quopri
 import re
+import weakref
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
@@ -157,16 +159,8 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
     size = len(ctype_raw) + len(disp_raw)
     if (budget or HeaderBudget()).allows(size):
         try:
-            ctype = part.get_content_type()
-            disposition = (part.get_content_disposition() or "").lower()
-            filename = part.get_filename()
-            charset = part.get_content_charset()
-            name = str(filename) if filename is not None else None
-            if name is not None and "=?" in name:
-                name = _decode_words(name)  # encoded words in a quoted parameter: common
-            return PartInfo(
-                ctype, disposition, name, _clean_charset(charset), cte, content_id, None
-            )
+            ctype, disposition, name, charset = _parsed_fields(part, raw)
+            return PartInfo(ctype, disposition, name, charset, cte, content_id, None)
         except Exception:
             pass  # fall through to the bounded reading
     problem = (
@@ -183,6 +177,52 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
         content_id,
         problem,
     )
+
+
+_Fields = tuple[str, str, str | None, str | None]  # content type, disposition, filename, charset
+_Remembered = tuple[weakref.ref[Message], tuple[object, ...], _Fields]
+# The same part is read by the body, evidence and forwarded-message walks of one message;
+# the stdlib re-parses its parameters on every call. What the stdlib reads from (the first
+# Content-Type and Content-Disposition values, the default type, class and policy) is
+# compared on every use, so a part changed in between is read afresh.
+_REMEMBERED = 8
+_recent_fields: tuple[_Remembered, ...] = ()
+
+
+def _parsed_fields(part: Message, raw: dict[str, str]) -> _Fields:
+    """Content type, disposition, filename and charset as the stdlib parser reads them."""
+    global _recent_fields
+    if len(getattr(part, "_headers", ())) > _MAX_PART_HEADERS:
+        return _stdlib_fields(part)  # ``raw`` does not show every header the stdlib reads
+    try:
+        state = (
+            raw.get("content-type"),
+            raw.get("content-disposition"),
+            part.get_default_type(),
+            part.policy,
+            type(part),
+        )
+    except Exception:  # an odd part object: read it directly, as the stdlib would
+        return _stdlib_fields(part)
+    recent = _recent_fields
+    for ref, seen, fields in recent:
+        if ref() is part and seen == state:
+            return fields
+    fields = _stdlib_fields(part)
+    with contextlib.suppress(TypeError):  # not weakly referenceable: nothing to key it by
+        _recent_fields = ((weakref.ref(part), state, fields), *recent[: _REMEMBERED - 1])
+    return fields
+
+
+def _stdlib_fields(part: Message) -> _Fields:
+    ctype = part.get_content_type()
+    disposition = (part.get_content_disposition() or "").lower()
+    filename = part.get_filename()
+    charset = part.get_content_charset()
+    name = str(filename) if filename is not None else None
+    if name is not None and "=?" in name:
+        name = _decode_words(name)  # encoded words in a quoted parameter: common
+    return ctype, disposition, name, _clean_charset(charset)
 
 
 def _default_type(part: Message) -> str:

@@ -63,6 +63,7 @@ _LABELS: dict[str, str] = {
 }
 
 _BULLET_RE = re.compile(r"^(?:[-*•·+]\s+|\d{1,2}[.)]\s+)")
+_BULLET_FIRST = frozenset("-*•·+")  # with a digit, what a line _BULLET_RE can match starts with
 _MARKUP_RE = re.compile(r"\*\*|__")
 # Label, optional emphasis, then a separator: ":", " - ", "|", tab; or nothing at all.
 _LABEL_LINE_RE = re.compile(
@@ -73,6 +74,11 @@ _LABEL_LINE_RE = re.compile(
 # Any "Word words:" line ends a multi-line value, known label or not.
 _ANY_LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z ()/]{0,38}:(?:\s|$)")
 _SPACE_RE = re.compile(r"\s+")
+# A known label's first word opens the line (after one optional "*"): checking that word
+# first saves running _LABEL_LINE_RE, whose lazy label backtracks, on every line.
+_LABEL_LEADS = frozenset(label.split()[0].split("(")[0] for label in _LABELS)
+_LEAD_RE = re.compile(r"\*?([A-Za-z]+)")
+_ANY_LABEL_COLON_BY = 40  # _ANY_LABEL_RE's colon comes within the first 40 characters
 
 _PRIORITY_NUMBER_RE = re.compile(
     r"\b(?:p|priority|sev|severity)\s*[-:]?\s*([1-4])\b|^\s*([1-4])\b", re.IGNORECASE
@@ -174,8 +180,15 @@ def _raw_fields(text: str) -> dict[str, str]:
 
 
 def _parse_label_line(line: str) -> _LabelLine | None:
-    s = _strip_decoration(line)
-    m = _LABEL_LINE_RE.match(s[: _MAX_LABEL_CHARS + 8]) if s else None
+    return _label_in(_strip_decoration(line))
+
+
+def _label_in(s: str) -> _LabelLine | None:
+    """The known label opening ``s``, a line already stripped of decoration."""
+    lead = _LEAD_RE.match(s)
+    if lead is None or lead.group(1).lower() not in _LABEL_LEADS:
+        return None
+    m = _LABEL_LINE_RE.match(s[: _MAX_LABEL_CHARS + 8])
     if m is None:
         return None
     field = _LABELS.get(_SPACE_RE.sub(" ", m.group("label")).strip().lower())
@@ -190,8 +203,11 @@ def _strip_decoration(line: str) -> str:
     s = line.strip()
     if s.startswith("|"):
         s = s.strip("| \t")
-    s = _BULLET_RE.sub("", s)
-    return _MARKUP_RE.sub("", s).strip()
+    if s and (s[0] in _BULLET_FIRST or s[0].isdecimal()):  # isdecimal is exactly re's \d
+        s = _BULLET_RE.sub("", s)
+    if "**" in s or "__" in s:
+        s = _MARKUP_RE.sub("", s)
+    return s.strip()
 
 
 def _collect_value(lines: list[str], i: int, first: str) -> tuple[str | None, int]:
@@ -231,7 +247,9 @@ def _continuation(lines: list[str], i: int) -> Iterator[str]:
 
 def _is_any_label(line: str) -> bool:
     s = _strip_decoration(line)
-    return _parse_label_line(line) is not None or bool(_ANY_LABEL_RE.match(s[:64]))
+    if _label_in(s) is not None:
+        return True
+    return ":" in s[:_ANY_LABEL_COLON_BY] and bool(_ANY_LABEL_RE.match(s[:64]))
 
 
 def unlabelled_text(text: str) -> str:

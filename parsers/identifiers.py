@@ -8,10 +8,11 @@ token. Everything is bounded: the first 2 MB of text and at most 500 values per 
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
+
+from parsers.scan import ASCII_LOWER, anchored_matches, folded, literal_starts
 
 MAX_SCAN_CHARS = 2_000_000
 MAX_ITEMS = 500
@@ -55,6 +56,7 @@ _STRUCTURED_TX_RE = re.compile(
     + r"|CI-\d{8}-[0-9A-Fa-f]{1,32})"
     + _E
 )
+_STRUCTURED_TX_ANCHORS = (("-", 8), ("T-", 0), ("S-", 0), ("CI-", 0))  # the forms' first dashes
 _TX_LABEL_RE = re.compile(
     r"(?<![A-Za-z])(?:transaction\s*(?:id|identifier|ref(?:erence)?)(?:\(s\)|s)?"
     r"|(?:sender|initial)?\s*correlation\s*(?:id|identifier)(?:\(s\)|s)?"
@@ -87,32 +89,38 @@ _ERROR_LABEL_RE = re.compile(
 _ERROR_VALUE_RE = re.compile(
     r"""[\s,;:=#|"'\[\]()]*+(HTTP\s?\d{3}|[A-Za-z0-9][A-Za-z0-9_.-]{0,39})(?![A-Za-z0-9_])"""
 )
-_ERROR_PATTERN_RE = re.compile(r"(?<![A-Za-z0-9_-])(?:[A-Z]{2,4}\d{3,4}|[A-Z]\d{4})(?![A-Za-z0-9])")
+# (?<![A-Za-z0-9_-])(?:[A-Z]{2,4}\d{3,4}|[A-Z]\d{4})(?![A-Za-z0-9]), with the lookbehind moved
+# after the first letter (same matches) so that the regex engine skips to capitals quickly.
+_ERROR_PATTERN_RE = re.compile(
+    r"[A-Z](?<![A-Za-z0-9_-][A-Z])(?:[A-Z]{1,3}\d{3,4}|\d{4})(?![A-Za-z0-9])"
+)
 _ERROR_CONTEXT_RE = re.compile(r"error|code|reject|response|reason|fail|invalid", re.IGNORECASE)
 _NOT_ERROR_PREFIXES = frozenset(
     {"IF", "PUB", "ISO", "SHA", "UTF", "RFC", "DES", "DCR", "MSG", "INC", "CHG", "PRB", "REQ"}
 )
 _CONTEXT_CHARS = 80
 
+_SERVICENOW_PREFIXES = ("INC", "CS", "RITM", "REQ", "SCTASK", "PRB", "CHG")
 _SERVICENOW_RE = re.compile(
-    r"(?<![A-Za-z0-9])(?:INC|CS|RITM|REQ|SCTASK|PRB|CHG)\d{7,12}(?![0-9A-Za-z])"
+    r"(?<![A-Za-z0-9])(?:" + "|".join(_SERVICENOW_PREFIXES) + r")\d{7,12}(?![0-9A-Za-z])"
 )
+_SERVICENOW_ANCHORS = tuple((prefix, 0) for prefix in _SERVICENOW_PREFIXES)
 _WATERMARK_RE = re.compile(
     r"(?<![A-Za-z0-9])Ref:([A-Z][A-Z0-9]{0,19}?\d{1,20})(?:_[A-Za-z0-9]{1,64})?(?![A-Za-z0-9])"
 )
+_WATERMARK_ANCHORS = (("Ref:", 0),)
 _ZENDESK_RE = re.compile(r"\[([0-9A-Z]{6}-[0-9A-Z]{4})\]")
 _TICKET_RE = re.compile(r"(?<![A-Za-z])(?:ticket|request)\s?#\s?(\d{1,12})(?![0-9])", re.IGNORECASE)
 _FRESHDESK_RE = re.compile(r"\[#((?:[A-Za-z][A-Za-z0-9]{0,30}-)?\d{1,12})\]")
 
 # Cheap literal searches on ASCII-lowered text find where a label regex may match, so the
 # case-insensitive regexes run only there (they are ~25x slower over a whole 2 MB body).
-_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_TX_TRIGGER = re.compile(r"transaction|correlation|sender|initial|txn")
-_EVENT_TRIGGER = re.compile(r"event")
-_MPID_TRIGGER = re.compile(r"mpid|market|participant")
-_ERROR_TRIGGER = re.compile(r"error|response|rejection|reason")
-_TICKET_TRIGGER = re.compile(r"ticket|request")
-_INTERFACE_TRIGGER = re.compile(r"if|pub")
+_TX_TRIGGER = ("transaction", "correlation", "sender", "initial", "txn")
+_EVENT_TRIGGER = ("event",)
+_MPID_TRIGGER = ("mpid", "market", "participant")
+_ERROR_TRIGGER = ("error", "response", "rejection", "reason")
+_TICKET_TRIGGER = ("ticket", "request")
+_INTERFACE_TRIGGER = ("if", "pub")
 
 
 def find_identifiers(
@@ -140,7 +148,7 @@ def find_identifiers(
 
 def find_case_references(text: str, reference_prefix: str = "CPSD") -> list[str]:
     """Our case references (PREFIX-000123, also the dated PREFIX-20260131-0001), upper-cased."""
-    trigger = re.compile(re.escape(reference_prefix.translate(_ASCII_LOWER)))
+    trigger = (reference_prefix.translate(ASCII_LOWER),)
     matches = _triggered(_cap(text), trigger, _case_ref_re(reference_prefix))
     return _unique(m.group().upper() for m in matches)
 
@@ -156,8 +164,10 @@ def find_external_references(text: str, *, reference_prefix: str = "CPSD") -> li
     """Other desks' ticket numbers: ServiceNow, its watermark, Zendesk and Freshdesk forms."""
     text = _cap(text)
     found: list[tuple[int, str]] = []
-    found += [(m.start(), m.group()) for m in _SERVICENOW_RE.finditer(text)]
-    found += [(m.start(), "Ref:" + m.group(1)) for m in _WATERMARK_RE.finditer(text)]
+    found += [(m.start(), m.group()) for m in _scan(text, _SERVICENOW_ANCHORS, _SERVICENOW_RE)]
+    found += [
+        (m.start(), "Ref:" + m.group(1)) for m in _scan(text, _WATERMARK_ANCHORS, _WATERMARK_RE)
+    ]
     found += [(m.start(), m.group(1)) for m in _ZENDESK_RE.finditer(text) if _has_digit(m[1])]
     found += [(m.start(), "#" + m[1]) for m in _triggered(text, _TICKET_TRIGGER, _TICKET_RE)]
     found += [(m.start(), "#" + m.group(1)) for m in _FRESHDESK_RE.finditer(text)]
@@ -184,7 +194,7 @@ def transaction_kind(value: str) -> TransactionKind:
 def find_transaction_ids(text: str) -> list[TransactionId]:
     """Structured IDs anywhere, plus opaque tokens only where a label says what they are."""
     text = _cap(text)
-    found = [(m.start(), m.group()) for m in _STRUCTURED_TX_RE.finditer(text)]
+    found = [(m.start(), m.group()) for m in _scan(text, _STRUCTURED_TX_ANCHORS, _STRUCTURED_TX_RE)]
     for label in _limited(_triggered(text, _TX_TRIGGER, _TX_LABEL_RE)):
         found += [(pos, v) for pos, v in _labelled_tokens(text, label.end()) if _is_opaque(v)]
     values = _unique(v for _, v in sorted(found))
@@ -327,13 +337,23 @@ def _line_end(text: str, pos: int) -> int:
     return min(len(text), pos + _VALUE_CHARS) if end == -1 else end
 
 
-def _triggered(
-    text: str, trigger: re.Pattern[str], pattern: re.Pattern[str]
+def _scan(
+    text: str, anchors: tuple[tuple[str, int], ...], pattern: re.Pattern[str]
 ) -> Iterator[re.Match[str]]:
-    """Matches of `pattern` that start where `trigger` finds its literal in lowered text."""
-    lowered = text.translate(_ASCII_LOWER)
-    for hit in trigger.finditer(lowered):
-        m = pattern.match(text, hit.start())
+    """``pattern.finditer(text)`` for patterns that open with a lookbehind (a slow scan)."""
+    return anchored_matches(text, anchors, pattern)
+
+
+def _triggered(
+    text: str, trigger: tuple[str, ...], pattern: re.Pattern[str]
+) -> Iterator[re.Match[str]]:
+    """Matches of `pattern` that start where one of the `trigger` literals is in lowered text."""
+    if all(literal.isascii() for literal in trigger):
+        lowered = folded(text)  # same positions of ASCII literals, computed once per text
+    else:
+        lowered = text.translate(ASCII_LOWER)
+    for start in literal_starts(lowered, trigger):
+        m = pattern.match(text, start)
         if m:
             yield m
 

@@ -19,8 +19,9 @@ from typing import Any
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
-_DELIMITER_LINE = re.compile(rb"^--", re.MULTILINE)
-_BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=", re.IGNORECASE)
+# Counted on ASCII-lowered bytes: the same matches as with re.IGNORECASE (which for bytes
+# folds only A-Z), found several times faster.
+_BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=")
 _RFC2231_SEGMENT = re.compile(rb"\*\d{1,6}\*?\s*=")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
@@ -89,7 +90,7 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
         return ParsedMessage(
             None, (f"{header_lines} header lines, over the {limits.max_headers} limit",)
         )
-    multiparts = len(_BOUNDARY_PARAM.findall(raw))
+    multiparts = len(_BOUNDARY_PARAM.findall(raw.lower()))
     if multiparts > limits.max_multiparts:
         return ParsedMessage(
             None, (f"{multiparts} multipart containers, over the {limits.max_multiparts} limit",)
@@ -102,7 +103,7 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
                 f"{segments} RFC 2231 parameter segments, over the {limits.max_parameter_segments} limit",
             ),
         )
-    delimiters = len(_DELIMITER_LINE.findall(raw))
+    delimiters = _delimiter_lines(raw)
     if delimiters > limits.max_parts * 2:
         return ParsedMessage(
             None, (f"about {delimiters} MIME parts, over the {limits.max_parts} limit",)
@@ -132,6 +133,11 @@ def parse_bounded(raw: bytes, limits: Limits = Limits()) -> ParsedMessage:
             problems.append(f"{count} {name} headers; the first is used")
     problems.extend(_defects(message, limits.max_defects_reported))
     return ParsedMessage(message, tuple(problems))
+
+
+def _delimiter_lines(raw: bytes) -> int:
+    """Lines starting "--" (what ``re.findall(rb"^--", raw, re.MULTILINE)`` counts), by bytes.count."""
+    return raw.count(b"\n--") + raw.startswith(b"--")
 
 
 def _drop_oversized_headers(raw: bytes, header_len: int, cap: int, problems: list[str]) -> bytes:
@@ -193,8 +199,9 @@ def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
     """Decoded values of a header; a header the parser chokes on is returned raw."""
     raw_items = message._headers  # raw (name, value) pairs; get_all() would parse every one
     values: list[str] = []
+    wanted = name.lower()
     for key, value in raw_items:
-        if key.lower() != name.lower():
+        if key.lower() != wanted:
             continue
         try:
             values.append(str(message.policy.header_fetch_parse(key, value)))
@@ -212,4 +219,5 @@ def header_text(message: EmailMessage, name: str, max_len: int = 998) -> str | N
 
 
 def header_count(message: EmailMessage, name: str) -> int:
-    return sum(1 for key, _ in message._headers if key.lower() == name.lower())
+    wanted = name.lower()
+    return sum(1 for key, _ in message._headers if key.lower() == wanted)

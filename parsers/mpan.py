@@ -32,8 +32,10 @@ _MASK = "x"  # alphanumeric, so digits next to a masked ID count as part of a to
 
 _DIGITS = frozenset("0123456789")
 
-# Runs of digit groups joined by one space (or NBSP) or one hyphen.
-_CHAIN_RE = re.compile(r"(?<![0-9])[0-9]++(?:[ \u00a0-][0-9]++)*+")
+# Runs of digit groups joined by one space (or NBSP) or one hyphen:
+# (?<![0-9])[0-9]++(?:[ \u00a0-][0-9]++)*+, with the lookbehind moved after the first digit
+# (same matches) so that the regex engine skips straight to digits.
+_CHAIN_RE = re.compile(r"[0-9](?<![0-9][0-9])[0-9]*+(?:[ \u00a0-][0-9]++)*+")
 _GROUP_RE = re.compile(r"[0-9]++")
 _SEP_RE = re.compile(r"[ \u00a0-]")
 _WHOLE_GROUP_RE = re.compile(r"(?<![0-9])(?:[0-9]{13}|[0-9]{21,22})(?![0-9])")
@@ -43,10 +45,25 @@ _UUID_RE = re.compile(
 # Hyphen/underscore-joined tokens such as T-IF-041-1009012345-REGS-20260131-0123…
 _JOINED_TOKEN_RE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]++(?:[-_][0-9A-Za-z]++)++")
 _S_PREFIXED_RE = re.compile(r"[Ss]-[0-9-]+")
+# IGNORECASE also matches these non-ASCII characters to ASCII letters (all there are).
+_CASE_EXTRAS = {"i": "\u0130\u0131", "k": "\u212a", "s": "\u017f"}
+_LETTER = "A-Za-z" + "".join(_CASE_EXTRAS.values())  # [A-Za-z] under IGNORECASE
+
+
+def _ci(word: str) -> str:
+    """A lower-case word as a case-sensitive pattern matching what IGNORECASE would."""
+    return "".join(f"[{c}{c.upper()}{_CASE_EXTRAS.get(c, '')}]" for c in word)
+
+
+# (?<![A-Za-z])(?:mpan[ _-]?cores?|mpan\(s\)|mpans?|supply[ _-]?numbers?|msids?)(?![A-Za-z])
+# under IGNORECASE, spelled out case by case and opening with the first letter (the
+# lookbehind moved after it) so that the regex engine skips straight to m and s.
 _LABEL_RE = re.compile(
-    r"(?<![A-Za-z])(?:mpan[ _-]?cores?|mpan\(s\)|mpans?|supply[ _-]?numbers?|msids?)"
-    r"(?![A-Za-z])",
-    re.IGNORECASE,
+    rf"[mMsS\u017f](?<![{_LETTER}][mMsS\u017f])"
+    rf"(?:(?<=[mM])(?:{_ci('pan')}[ _-]?{_ci('core')}{_ci('s')}?|{_ci('pan')}\({_ci('s')}\)"
+    rf"|{_ci('pan')}{_ci('s')}?|{_ci('sid')}{_ci('s')}?)"
+    rf"|(?<=[sS\u017f]){_ci('upply')}[ _-]?{_ci('number')}{_ci('s')}?)"
+    rf"(?![{_LETTER}])"
 )
 _LEAD_SEP_RE = re.compile(r"""[ \t:=|"'#()\[\]-]*+""")
 # Another label on the same line ends the value ("…905 DIP ID: …", JSON keys): the region

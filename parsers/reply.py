@@ -91,6 +91,7 @@ _DATEISH = re.compile(
     re.I,
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_COLONS = (":", "：")
 
 _TAGLINE = re.compile(
     r"^\s*(?:sent from my|sent from|get outlook for|envoyé de mon|envoyé depuis|"
@@ -160,7 +161,7 @@ def reply_text(
 
 def _reply_text(text: str, languages: tuple[str, ...], sender: str | None) -> str:
     lines = _normalise(text).split("\n")
-    probe = [_probe(line) for line in lines]
+    probe = _probes(lines)
     marker = _first_marker(lines, probe, languages)
     if marker is None:
         kept, ends_message = lines, True
@@ -182,6 +183,13 @@ def _normalise(text: str) -> str:
 def _probe(line: str) -> str:
     """What the matchers see: bounded, invisible characters removed, trimmed."""
     return _INVISIBLE.sub("", line[:MAX_LINE_CHARS]).strip()
+
+
+def _probes(lines: list[str]) -> list[str]:
+    """``_probe`` of every line; one scan skips the per-line substitution when none is needed."""
+    if _INVISIBLE.search("\n".join(lines)):
+        return [_probe(line) for line in lines]
+    return [line[:MAX_LINE_CHARS].strip() for line in lines]
 
 
 def _unquoted(probe: str) -> str:
@@ -233,6 +241,11 @@ def _our_marker(probe: list[str], start: int) -> _Marker | None:
 
 def _wrote_header_span(probe: list[str], i: int) -> int | None:
     """Number of lines of an "On ... wrote:" style header starting at line i, if any."""
+    for line in probe[i : i + 3]:
+        if line.endswith(_COLONS):
+            break
+    else:
+        return None  # every header below ends one of its (up to three) lines with a colon
     first = _unquoted(probe[i])
     if not first or len(first) > 400:
         return None
@@ -271,6 +284,8 @@ def _quote_follows(probe: list[str], j: int) -> bool:
 
 def _header_block_at(probe: list[str], i: int) -> bool:
     """An Outlook-style "From:/Sent:/To:/Subject:" block (any of our languages) starts here."""
+    if ":" not in probe[i]:
+        return False  # its first line must match _HEADER_LINE, which needs a colon
     names: list[str] = []
     j = i
     gap = 0
@@ -496,7 +511,7 @@ def _strip_signature(lines: list[str], *, ends_message: bool, sender: str | None
 
 def _signature_start(lines: list[str], *, ends_message: bool, sender: str | None) -> int | None:
     n = len(lines)
-    probe = [_probe(x) for x in lines]
+    probe = _probes(lines)
     nonblank = [i for i in range(n) if probe[i]]
     if not nonblank:
         return None
@@ -504,17 +519,19 @@ def _signature_start(lines: list[str], *, ends_message: bool, sender: str | None
     last = nonblank[-1]
     if _TAGLINE.match(probe[last]):
         return last
+    # Cheap conditions first: each test is pure, so the order only changes the cost.
+    if ends_message:
+        for i in tail:
+            if n - i <= 60 and _SIG_DELIMITER.match(probe[i]):
+                return i
     for i in tail:
-        if _SIG_DELIMITER.match(probe[i]) and ends_message and n - i <= 60:
+        if n - i <= 20 and _UNDERSCORE_RULE.match(probe[i]):
             return i
-    for i in tail:
-        if _UNDERSCORE_RULE.match(probe[i]) and n - i <= 20:
-            return i
-        if _DASH_RULE.match(probe[i]) and n - i <= 25:
+        if n - i <= 25 and _DASH_RULE.match(probe[i]):
             after = " ".join(probe[i + 1 :])
             if _CONTACTISH.search(after) or (sender and _mentions(after, sender)):
                 return i
-    hyphen = [i for i in tail if _HYPHEN_NAME.match(probe[i]) and (i == 0 or not probe[i - 1])]
+    hyphen = [i for i in tail if (i == 0 or not probe[i - 1]) and _HYPHEN_NAME.match(probe[i])]
     if hyphen and _only_footer_after(probe, hyphen[-1]):
         return hyphen[-1]
     if sender:
