@@ -93,6 +93,7 @@ class MessageContext:
     matched_by: str | None = None
     case_created: bool = False
     released: bool = False  # an operator released it from quarantine
+    unverified: str | None = None  # why the sender is not verified, when policy let it in
     commands: Parsed | None = None
     notes: list[str] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)

@@ -78,6 +78,8 @@ class Message(Base):
     )  # from a Sent folder
     sender_kind: Mapped[str | None] = mapped_column(String(20))
     sender_party: Mapped[str | None] = mapped_column(String(64))
+    # pass | fail | unverified, from our MTA's Authentication-Results; None: not checked
+    authentication: Mapped[str | None] = mapped_column(String(20))
 
 
 class Case(Base):

@@ -14,7 +14,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from gateway.settings import SettingsError
+from gateway.settings import AuthPolicy, SettingsError
 from parsers.addresses import normalise_domain
 
 
@@ -39,6 +39,7 @@ class Party:
     domains: tuple[str, ...]
     addresses: tuple[str, ...]
     contact: str
+    authentication: AuthPolicy | None = None  # None: [authentication] policy
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Party:
             "domains": list(self.domains),
             "addresses": list(self.addresses),
             "contact": self.contact,
+            "authentication": self.authentication,
         }
 
 
@@ -133,7 +135,8 @@ def load_directory(path: Path) -> Directory:
     return Directory(parties=parties, desks=desks)
 
 
-_PARTY_KEYS = {"id", "name", "role", "mpids", "domains", "addresses", "contact"}
+_PARTY_KEYS = {"id", "name", "role", "mpids", "domains", "addresses", "contact", "authentication"}
+_AUTH_POLICIES: tuple[AuthPolicy, ...] = ("strict", "relaxed", "off")
 _DESK_KEYS = {"id", "name", "covers", "contact"}
 
 
@@ -170,7 +173,17 @@ def _party(path: Path, index: int, item: dict[str, Any]) -> Party:
             _address(where, "addresses", a) for a in _strings(where, item, "addresses")
         ),
         contact=_address(where, "contact", item["contact"]),
+        authentication=_auth_policy(where, item.get("authentication")),
     )
+
+
+def _auth_policy(where: str, value: object) -> AuthPolicy | None:
+    if value is None:
+        return None
+    for policy in _AUTH_POLICIES:
+        if value == policy:
+            return policy
+    raise SettingsError(f"{where}: authentication must be one of {', '.join(_AUTH_POLICIES)}")
 
 
 def _desk(path: Path, index: int, item: dict[str, Any]) -> Desk:

@@ -8,7 +8,17 @@ status commit together or not at all.
 from __future__ import annotations
 
 from gateway.context import Deps, MessageContext, Step
-from gateway.steps import act, authorise, commands, correlate, extract, guards, reply, sender
+from gateway.steps import (
+    act,
+    authenticate,
+    authorise,
+    commands,
+    correlate,
+    extract,
+    guards,
+    reply,
+    sender,
+)
 
 # Extraction runs before the guards (the design card has it after the sender step): the
 # guards use its classification (bounce, auto-reply), so each message is parsed and
@@ -18,6 +28,7 @@ STEPS: tuple[Step, ...] = (
     extract.extract,
     guards.loops,
     sender.identify,
+    authenticate.authenticate,
     correlate.correlate,
     authorise.authorise,
     commands.commands,

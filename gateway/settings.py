@@ -145,6 +145,23 @@ class ImapSettings:
     timeout_seconds: float = 60.0
 
 
+AuthPolicy = Literal["strict", "relaxed", "off"]
+
+
+@dataclass(frozen=True)
+class AuthenticationSettings:
+    """Whose Authentication-Results we trust and what a sender that fails them gets (B48).
+
+    ``authserv_ids`` empty: no MTA in front of us checks SPF/DKIM/DMARC, so nothing is
+    checked (the direct-SMTP demo). ``policy``, per party overridable in the directory:
+    strict quarantines anything not verified; relaxed quarantines a fail and lets an
+    unverified message through without automatic mail to parties; off only records.
+    """
+
+    authserv_ids: tuple[str, ...] = ()
+    policy: AuthPolicy = "strict"
+
+
 @dataclass(frozen=True)
 class PartiesSettings:
     file: str = "parties.toml"
@@ -168,6 +185,7 @@ class Settings:
     parties: PartiesSettings = field(default_factory=PartiesSettings)
     templates: TemplatesSettings = field(default_factory=TemplatesSettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
+    authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
     imap: tuple[ImapSettings, ...] = ()
     source: str = "<defaults>"
 

@@ -81,6 +81,7 @@ def case_detail(session: Session, case: Case) -> dict[str, Any]:
                 "to": list(row.envelope_to or []),
                 "subject": row.subject,
                 "matched_by": row.matched_by,
+                "authentication": row.authentication,
                 "at": iso(row.received_at),
             }
         )

@@ -97,6 +97,8 @@ def case_show(settings: Any, reference: str, as_json: bool) -> None:
         arrow = "<-" if message["direction"] == "in" else "->"
         who = message["from"] if message["direction"] == "in" else ", ".join(message["to"])
         how = f" (matched by {message['matched_by']})" if message.get("matched_by") else ""
+        if message.get("authentication") not in (None, "pass"):
+            how += f" [sender {message['authentication']}]"
         click.echo(f"    {message['at']}  {arrow} {who}: {message['subject']}{how}")
     click.echo("  trail:")
     for event in detail["events"]:

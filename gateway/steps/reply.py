@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from gateway import outbound
+from gateway import actions, outbound
 from gateway.compose import MAX_REFERENCES
 from gateway.context import Deps, MessageContext, Outgoing, Stop
 from gateway.models import Case, Message, Outbox
@@ -28,10 +28,29 @@ def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
                 f"{item.template} not sent: the message asked for no automatic replies"
             )
             continue
+        if ctx.unverified and not _only_staff(deps, item.to):
+            # A forged message must not reach real parties through us (B48).
+            if item.case is not None:
+                actions.log(
+                    ctx,
+                    deps,
+                    item.case,
+                    f"{item.template}_withheld",
+                    f"to {', '.join(item.to)}: sender not verified ({ctx.unverified})",
+                )
+            continue
         queue(
             deps, item, actor=ctx.actor, cause_message_id=ctx.row.id, answering=ctx.row.message_id
         )
     return None
+
+
+def _only_staff(deps: Deps, to: tuple[str, ...]) -> bool:
+    staff_domains = {d.lower() for d in deps.settings.gateway.staff_domains}
+    staff_mailbox = deps.identity.staff_mailbox.lower()
+    return all(
+        a.lower() == staff_mailbox or a.rpartition("@")[2].lower() in staff_domains for a in to
+    )
 
 
 def queue(

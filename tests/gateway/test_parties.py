@@ -59,6 +59,10 @@ def test_resolve_by_id_mpid_or_name() -> None:
             'id="X"\nname="X"\nrole="dcc"\ncontact="a@x.example"\ndomains=["bad domain"]',
             "is not a domain",
         ),
+        (
+            'id="X"\nname="X"\nrole="dcc"\ncontact="a@x.example"\nauthentication="lenient"',
+            "authentication must be one of strict, relaxed, off",
+        ),
     ],
 )
 def test_bad_directory_entries_are_named(tmp_path: Path, entry: str, message: str) -> None:
@@ -67,3 +71,14 @@ def test_bad_directory_entries_are_named(tmp_path: Path, entry: str, message: st
     with pytest.raises(SettingsError, match="#1") as caught:
         load_directory(path)
     assert message in str(caught.value)
+
+
+def test_a_party_may_have_its_own_authentication_policy(tmp_path: Path) -> None:
+    path = tmp_path / "parties.toml"
+    path.write_text(
+        '[[party]]\nid="X"\nname="X"\nrole="dcc"\ncontact="a@x.example"\n'
+        'authentication="relaxed"\n\n[[party]]\nid="Y"\nname="Y"\nrole="dcc"\n'
+        'contact="b@y.example"\n'
+    )
+    x, y = load_directory(path).parties
+    assert (x.authentication, y.authentication) == ("relaxed", None)

@@ -29,6 +29,11 @@ def test_embedded_defaults_load_and_resolve_paths_against_the_file() -> None:
         ("[outbound]\ntransport = 'pigeon'\n", "[outbound] transport: must be one of"),
         ("[gateway]\nmailboxes = 'cpsd@x.example'\n", "[gateway] mailboxes: must be a list"),
         ("[worker]\nenabled = 1\n", "[worker] enabled: must be true or false"),
+        ("[authentication]\npolicy = 'lenient'\n", "[authentication] policy: must be one of"),
+        (
+            "[authentication]\nauthserv_ids = 'mx'\n",
+            "[authentication] authserv_ids: must be a list",
+        ),
         ("[gateway\n", "not valid TOML"),
     ],
 )

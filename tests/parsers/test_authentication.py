@@ -1,0 +1,92 @@
+"""Sender authentication read from our MTA's Authentication-Results only (B48, B49, F18)."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+
+from parsers.authentication import authenticate
+
+OURS = "mx.elexon.example"
+BRIGHT = "brightenergy.example"
+
+
+def _message(*results: str) -> EmailMessage:
+    fields = "".join(f"Authentication-Results: {r}\r\n" for r in results)
+    raw = (
+        f"{fields}From: Ops <ops@{BRIGHT}>\r\nTo: cpsd@elexon.example\r\n"
+        "Subject: IF-041 rejected\r\n\r\nPlease look.\r\n"
+    ).encode()
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.mark.parametrize(
+    ("result", "verdict"),
+    [
+        (f"{OURS}; dmarc=pass header.from={BRIGHT}", "pass"),
+        (f"{OURS}; spf=pass smtp.mailfrom={BRIGHT}; dmarc=fail header.from={BRIGHT}", "fail"),
+        (f"{OURS}; dkim=pass header.d={BRIGHT} header.s=s1", "pass"),
+        (f"{OURS}; dkim=pass header.d=mail.{BRIGHT}", "pass"),  # relaxed alignment
+        (f"{OURS}; spf=pass smtp.mailfrom=bounces@{BRIGHT}", "pass"),
+        # Passes for someone else's domain prove nothing about the From domain.
+        (
+            f"{OURS}; dkim=pass header.d=attacker.example; spf=pass smtp.mailfrom=attacker.example",
+            "unverified",
+        ),
+        (f"{OURS}; dkim=pass header.d=example", "unverified"),
+        (f"{OURS}; spf=fail smtp.mailfrom={BRIGHT}; dkim=fail header.d={BRIGHT}", "fail"),
+        (f"{OURS}; spf=softfail smtp.mailfrom={BRIGHT}; dkim=none", "fail"),
+        (f"{OURS}; spf=fail smtp.mailfrom={BRIGHT}; dkim=pass header.d=mailer.example", "fail"),
+        # F18: a DNS failure is never a pass and never a fail.
+        (f"{OURS}; dmarc=temperror header.from={BRIGHT}", "unverified"),
+        (
+            f"{OURS}; spf=temperror smtp.mailfrom={BRIGHT}; dkim=temperror header.d={BRIGHT}",
+            "unverified",
+        ),
+        (f"{OURS}; none", "unverified"),
+        (f"{OURS}; ;;; garbage ===", "unverified"),
+    ],
+)
+def test_the_verdict_of_our_mta(result: str, verdict: str) -> None:
+    assert authenticate(_message(result), BRIGHT, [OURS]).verdict == verdict
+
+
+def test_a_forged_pass_below_our_mtas_fail_is_never_read() -> None:
+    # Our MTA prepended its verdict; the sender had written its own "pass" with our id.
+    message = _message(
+        f"{OURS}; dmarc=fail header.from={BRIGHT}",
+        f"{OURS}; dmarc=pass header.from={BRIGHT}",
+    )
+    found = authenticate(message, BRIGHT, [OURS])
+    assert found.verdict == "fail"
+    assert "dmarc=fail" in found.reason and OURS in found.reason
+
+
+def test_fields_from_other_servers_are_ignored_whatever_they_say() -> None:
+    message = _message(
+        f"mx.attacker.example; dmarc=pass header.from={BRIGHT}",
+        f"{BRIGHT}; dkim=pass header.d={BRIGHT}",
+    )
+    found = authenticate(message, BRIGHT, [OURS])
+    assert found.verdict == "unverified"
+    assert found.reason == f"no Authentication-Results from {OURS}"
+
+
+def test_with_the_mta_stripping_forged_fields_the_one_left_is_ours() -> None:
+    message = _message(f"{OURS}; dkim=pass header.d={BRIGHT}")
+    assert authenticate(message, BRIGHT, [OURS.upper()]).verdict == "pass"
+
+
+def test_an_unreadable_field_of_ours_is_unverified_with_a_reason() -> None:
+    found = authenticate(_message(f"{OURS}; dkim"), BRIGHT, [OURS])
+    assert found.verdict == "unverified"
+    assert found.reason.startswith("unreadable Authentication-Results")
+
+
+def test_a_folded_field_is_read_whole() -> None:
+    message = _message(f"{OURS};\r\n\tspf=fail smtp.mailfrom={BRIGHT};\r\n\tdkim=none")
+    assert authenticate(message, BRIGHT, [OURS]).verdict == "fail"
