@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -66,6 +66,10 @@ class Handler:
         self._allow_plus = allow_plus
         self.in_flight = 0
 
+    def __dir__(self) -> list[str]:
+        """What aiosmtpd looks for on a handler, for each connection (see _Session)."""
+        return _HANDLER_NAMES
+
     def is_ours(self, address: str) -> bool:
         address = address.lower()
         if address in self._mailboxes:
@@ -114,11 +118,40 @@ class Handler:
         return TEMPFAIL
 
 
+_INTROSPECTED = ("auth_", "smtp_", "handle_")
+
+
+def _introspected_names(cls: type) -> list[str]:
+    return [name for name in dir(cls) if name.startswith(_INTROSPECTED)]
+
+
+class _Session(SMTP):
+    """aiosmtpd's SMTP protocol, cheaper to set up for each connection.
+
+    Its constructor finds its commands, AUTH mechanisms and the handler's hooks with
+    ``dir()`` and ``inspect.getmembers`` on every connection: ~180 µs of a ~850 µs
+    SMTP session in our benchmark. Those look only at names starting ``auth_``,
+    ``smtp_`` and ``handle_``, so ``__dir__`` offers just those, listed once per class
+    (tests/gateway/ingress/test_smtp.py checks the tables come out the same).
+    """
+
+    _names: ClassVar[list[str] | None] = None
+
+    def __dir__(self) -> list[str]:
+        cls = type(self)
+        if cls._names is None:
+            cls._names = _introspected_names(cls)
+        return cls._names
+
+
+_HANDLER_NAMES = _introspected_names(Handler)
+
+
 def smtp_factory(handler: Handler, *, hostname: str, max_bytes: int, timeout: float) -> Any:
     """A protocol factory for loop.create_server: one SMTP instance per connection."""
 
     def factory() -> SMTP:
-        return SMTP(
+        return _Session(
             handler,
             hostname=hostname,
             data_size_limit=max_bytes,

@@ -19,6 +19,7 @@ from gateway.acceptor import (
     AcceptChannel,
     AcceptFailed,
     AcceptProcess,
+    _gather_seconds,
     _send,
     _waiting_requests,
 )
@@ -196,3 +197,12 @@ def test_the_child_takes_every_request_already_waiting_into_one_commit() -> None
         selector.close()
         for sock in (smtp_side, smtp_child, imap_side, imap_child):
             sock.close()
+
+
+@pytest.mark.parametrize(
+    ("shared_by", "seconds"), [(0, 0.0), (1, 0.0), (2, 0.002), (12, 0.003), (40, 0.004)]
+)
+def test_a_commit_waits_for_company_only_when_the_last_one_was_shared(
+    shared_by: int, seconds: float
+) -> None:
+    assert _gather_seconds(shared_by) == pytest.approx(seconds)

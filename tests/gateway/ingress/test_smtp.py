@@ -1,0 +1,49 @@
+"""The SMTP protocol object: set up cheaply, with exactly aiosmtpd's own tables."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from aiosmtpd.smtp import SMTP
+
+from gateway.inbox import Accepted
+from gateway.ingress.smtp import Handler, Storer, smtp_factory
+
+
+class _NoCommits:
+    async def commit(self, items: object, digests: object) -> list[Accepted]:
+        raise AssertionError("not used")
+
+
+class _NoStore:
+    store_blocks = False
+
+    def store_raw(self, raw: bytes) -> str:
+        raise AssertionError("not used")
+
+
+def _handler() -> Handler:
+    storer = Storer(_NoStore(), _NoCommits(), ThreadPoolExecutor(1))  # type: ignore[arg-type]
+    return Handler(storer, ["cpsd@elexon.example"])
+
+
+def test_a_session_has_the_commands_hooks_and_auth_of_a_stock_aiosmtpd_session() -> None:
+    async def build() -> tuple[SMTP, SMTP]:
+        handler = _handler()
+        ours = smtp_factory(handler, hostname="gw.example", max_bytes=1000, timeout=10)()
+        stock = SMTP(handler, hostname="gw.example")
+        return ours, stock
+
+    ours, stock = asyncio.run(build())
+    assert type(ours) is not SMTP
+    assert set(ours._smtp_methods) == set(stock._smtp_methods)
+    assert "DATA" in ours._smtp_methods and "STARTTLS" in ours._smtp_methods
+    assert set(ours._handle_hooks) == set(stock._handle_hooks) == {"RCPT", "DATA", "exception"}
+    assert set(ours._auth_methods) == set(stock._auth_methods)
+
+
+def test_the_handler_still_shows_aiosmtpd_every_hook_it_has() -> None:
+    defined = sorted(n for n in vars(Handler) if n.startswith("handle_"))
+    assert defined == ["handle_DATA", "handle_RCPT", "handle_exception"]
+    assert [n for n in dir(_handler()) if n.startswith("handle_")] == defined
