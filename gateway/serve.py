@@ -12,6 +12,8 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import uvloop
+
 from gateway.acceptor import AcceptChannel
 from gateway.app import App
 from gateway.ingress.imap import start_pollers
@@ -22,7 +24,9 @@ DRAIN_SECONDS = 30.0
 
 
 def serve(app: App) -> int:
-    return asyncio.run(_serve(app))
+    # uvloop's event loop and transports cost ~20 % less CPU per SMTP session than
+    # asyncio's own (BENCHMARKS.md); aiosmtpd runs on any asyncio loop.
+    return uvloop.run(_serve(app))
 
 
 async def _serve(app: App) -> int:
