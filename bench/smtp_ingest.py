@@ -1,6 +1,6 @@
 """SMTP ingest throughput: our durable listener against a bare aiosmtpd sink, same run.
 
-    .venv/bin/python bench/smtp_ingest.py [--messages 600] [--clients 1 8 32]
+    .venv/bin/python bench/smtp_ingest.py [--messages 2000] [--rounds 3] [--clients 1 8 32]
 
 Each client sends 4 KB messages back to back, by default one SMTP session per message
 (connect, EHLO, MAIL, RCPT, DATA, QUIT), which is how other organisations' MTAs deliver
@@ -111,9 +111,9 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=640)
+    parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best kept")
     parser.add_argument("--reuse", action="store_true", help="one connection per client")
     args = parser.parse_args()
     failed = False
