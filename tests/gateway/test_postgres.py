@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +11,14 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from gateway import db
+from gateway.app import App, build
 from gateway.inbox import Envelope
-from gateway.models import Case, Message
+from gateway.models import Case, Message, Outbox
 from gateway.settings import load
 from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 from tests.postgres import PostgresServer
-from tests.support import free_port, settings_text
+from tests.relay import Relay, relay_settings
+from tests.support import free_port, queue_sample_mail, settings_text
 
 BODY = (
     "Summary: IF-041 rejected\nImpact: 200 customers\nMPAN: 1052601815905\n"
@@ -115,3 +118,42 @@ def test_a_message_another_worker_holds_is_skipped_not_processed_twice(
             assert cases == (cases_before or 0) + 1
     finally:
         desk.close()
+
+
+def test_two_delivery_workers_on_one_postgresql_send_each_row_exactly_once(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    with Relay() as relay:
+        config = relay_settings(tmp_path, relay, outbound="timeout_seconds = 5")
+        config.write_text(
+            config.read_text().replace(
+                f'url = "sqlite:///{tmp_path / "var" / "gateway.db"}"', f'url = "{postgres.url}"'
+            )
+        )
+        apps = [build(load(config)), build(load(config))]
+        try:
+            apps[0].deliverer.deliver_due()  # what earlier stories left in the shared outbox
+            ours = {row.message_id for row in queue_sample_mail(apps[0], 120, [RAISER])}
+            errors: list[BaseException] = []
+
+            def run(app: App) -> None:
+                try:
+                    while app.deliverer.deliver_due(limit=10):
+                        pass
+                except BaseException as exc:  # surfaced below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=run, args=(app,)) for app in apps]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            assert not errors
+            sent = Counter(m for m in relay.accepted_ids() if m in ours)
+            assert set(sent) == ours and set(sent.values()) == {1}
+            with apps[0].sessions() as session:
+                rows = session.scalars(select(Outbox).where(Outbox.message_id.in_(ours))).all()
+            assert all(r.status == "sent" and r.attempts == 1 for r in rows)
+        finally:
+            for app in apps:
+                app.close()
