@@ -628,9 +628,7 @@ class MailboxPoller:
     ) -> None:
         """A committed batch leaves the folder (sent mail stays where staff put it)."""
         processed, quarantine = self._finish(folder, pending, tally)
-        import os
-
-        if sent or os.environ.get("NOMOVE"):
+        if sent:
             return
         if mover.background:
             mover.submit(processed, quarantine, pending.batch[-1])
@@ -696,10 +694,6 @@ class MailboxPoller:
         (duplicate?, status)."""
         if not items:
             return []
-        import os
-
-        if os.environ.get("NOACCEPT"):
-            return [(False, "received") for _ in items]
         accepted = self.app.inbox.accept_many(items)
         statuses = self._settle(accepted)
         return [(a.duplicate, statuses.get(a.message_row_id, "received")) for a in accepted]
