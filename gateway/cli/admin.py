@@ -78,6 +78,7 @@ def quarantine_list(settings: Any, as_json: bool) -> None:
 @click.argument("message_row_id", type=int)
 def quarantine_release(settings: Any, message_row_id: int) -> None:
     """Let a held message through: the directory and party checks are lifted for it."""
+    from gateway.ingress.imap import released_copy_mover
     from gateway.worker import reset_for_reprocess
 
     app = build(settings)
@@ -87,13 +88,18 @@ def quarantine_release(settings: Any, message_row_id: int) -> None:
             click.echo(f"cpsd-gateway: message {message_row_id} is not in quarantine", err=True)
             sys.exit(1)
         reset_for_reprocess(session, message_row_id, release=True)
+        source, message_id, key = row.source, row.message_id, row.content_key
     done = app.worker.process([message_row_id])
     app.deliverer.deliver_due()
-    app.close()
     for item in done:
         click.echo(
             f"{item.message_row_id}: {item.outcome} {item.reference or ''} {item.reason or ''}"
         )
+    # Read from a shared mailbox: its copy sits in the quarantine folder on the server.
+    mover = released_copy_mover(app, source)
+    if mover is not None and all(d.outcome not in ("failed", "quarantined") for d in done):
+        click.echo(mover.move_released(message_id, key))
+    app.close()
     sys.exit(1 if any(d.outcome in ("failed", "quarantined") for d in done) else 0)
 
 

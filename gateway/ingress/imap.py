@@ -47,7 +47,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from gateway.inbox import Accepted, Envelope, Incoming
+from gateway.inbox import Accepted, Envelope, Incoming, content_key
 from gateway.models import MailboxState, Message, utcnow
 from gateway.settings import ImapSettings, SettingsError, secret
 
@@ -446,6 +446,44 @@ class MailboxPoller:
         if not token:
             raise MailboxUnavailable(f"{source} gave an empty token")
         return token
+
+    # ---- after a person released a message ---------------------------------------------------
+
+    def move_released(self, message_id: str | None, key: str) -> str:
+        """Staff released a message this poller had put in ``quarantine_folder``: move the
+        server's copy on to ``processed_folder``, so the mailbox shows what the desk did.
+
+        The copy is found by its Message-ID and confirmed by its content key (another
+        message may carry the same Message-ID and stay quarantined). Returns a line for
+        the operator; a failure here never undoes the release, it only says what is left.
+        """
+        m = self.mailbox
+        where = f"{m.name}: {m.quarantine_folder}"
+        if not message_id:
+            return f"{where}: no Message-ID to find the copy by; move it by hand"
+        try:
+            client = self.connect()
+        except Exception as exc:
+            return f"{where}: mailbox unreachable ({describe(exc)}); the copy stays there"
+        try:
+            if not client.folder_exists(m.quarantine_folder):
+                return f"{where}: no such folder; nothing to move"
+            client.select_folder(m.quarantine_folder)
+            candidates = client.search(["HEADER", "Message-ID", message_id])
+            fetched = client.fetch(candidates, ["BODY.PEEK[]"]) if candidates else {}
+            ours = [
+                uid
+                for uid, data in fetched.items()
+                if isinstance(data.get(b"BODY[]"), bytes) and content_key(data[b"BODY[]"]) == key
+            ]
+            if not ours:
+                return f"{where}: the copy is no longer there; nothing to move"
+            self._move(client, sorted(ours), m.processed_folder)
+            return f"{where}: moved to {m.processed_folder}"
+        except Exception as exc:
+            return f"{where}: could not move the copy ({describe(exc)}); move it by hand"
+        finally:
+            _logout(client)
 
     # ---- one pass ---------------------------------------------------------------------------
 
@@ -1025,3 +1063,11 @@ def start_pollers(app: App, stop: threading.Event) -> list[threading.Thread]:
     if threads:
         log.info("IMAP: %d mailbox poller(s) started", len(threads))
     return threads
+
+
+def released_copy_mover(app: App, source: str) -> MailboxPoller | None:
+    """The poller of the ``[[imap]]`` mailbox a message was read from, if it was."""
+    for mailbox in app.settings.imap:
+        if source.startswith(f"imap:{mailbox.name}:"):
+            return MailboxPoller(app, mailbox, processing="none")
+    return None

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from tests.dovecot import Dovecot
 from tests.e2e.conftest import SENT, db_count, party_mail, smtp_port
-from tests.e2e.server import GatewayProcess, cli_json, wait_for
+from tests.e2e.server import GatewayProcess, cli, cli_json, wait_for
 
 RAISER = "ops@brightenergy.example"
+QUARANTINE = "CPSD/Quarantine"
+PROCESSED = "CPSD/Processed"
 
 
 def poll_once(config: Path) -> dict[str, int]:
@@ -133,3 +135,52 @@ def test_the_same_message_by_smtp_and_by_imap_is_one_message(
     acks = [o for o in cli_json(config, "outbox", "list") if o["template"] == "acknowledgement"]
     assert len(acks) == 3
     assert dovecot.count("CPSD/Processed") == 3
+
+
+def test_a_message_staff_release_leaves_the_quarantine_folder_on_the_server(
+    dovecot: Dovecot, imap_config: Callable[..., Path]
+) -> None:
+    config = imap_config()
+    stranger = "newcomer@unlisted-energy.example"
+    # Two messages claim one Message-ID; only the one staff release may leave quarantine.
+    dovecot.append(
+        "INBOX",
+        [
+            party_mail(7, sender=stranger, message_id="<same@unlisted-energy.example>"),
+            party_mail(
+                8,
+                sender=stranger,
+                message_id="<same@unlisted-energy.example>",
+                body="Summary: something else entirely\n",
+            ),
+        ],
+    )
+    assert poll_once(config)["quarantined"] == 2
+    assert dovecot.count(QUARANTINE) == 2
+    held = cli_json(config, "quarantine", "list")
+    first = next(h for h in held if "batch 7" in (h["subject"] or ""))
+
+    # The analyst checks with the newcomer, who is a new supplier, and lets the case in.
+    done = cli(config, "quarantine", "release", str(first["id"]))
+    assert "case_created" in done.stdout
+    assert f"ops: {QUARANTINE}: moved to {PROCESSED}" in done.stdout
+    assert dovecot.count(QUARANTINE) == 1
+    (left,) = dovecot.messages(QUARANTINE)
+    assert b"something else entirely" in left
+    assert any(b"batch 7" in m for m in dovecot.messages(PROCESSED))
+
+
+def test_a_release_says_plainly_when_the_mailbox_cannot_be_reached(
+    dovecot: Dovecot, imap_config: Callable[..., Path]
+) -> None:
+    config = imap_config()
+    dovecot.append("INBOX", [party_mail(9, sender="newcomer@unlisted-energy.example")])
+    assert poll_once(config)["quarantined"] == 1
+    (held,) = cli_json(config, "quarantine", "list")
+    # The mailbox has moved since (a new port): the release itself still happens.
+    config.write_text(config.read_text().replace(f"port = {dovecot.port}", "port = 9"))
+    done = cli(config, "quarantine", "release", str(held["id"]))
+    assert "case_created" in done.stdout
+    assert f"ops: {QUARANTINE}: mailbox unreachable" in done.stdout
+    assert "the copy stays there" in done.stdout
+    assert dovecot.count(QUARANTINE) == 1
