@@ -13,14 +13,14 @@ hostile header can neither raise nor cost more than a bounded scan.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-import weakref
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from functools import lru_cache
+
+from parsers.recent import Recent
 
 MAX_HEADERS = 1000  # header fields looked at (parsers.mime refuses messages with more)
 MAX_VALUE = 2048  # characters of one header value kept
@@ -118,13 +118,9 @@ def _one_line(text: str, limit: int) -> str:
 
 
 _RawHeaders = list[tuple[str, object]]
-_Remembered = tuple[weakref.ref[Message], list[tuple[str, object]], _RawHeaders]
-# The last few messages' (and parts') headers, as (message, its raw items, the lower-cased
-# pairs): the checks below read them some 25 times per message, and lower-casing every
-# name each time was most of their cost. The raw items are compared on every use, so a
-# message changed in between is read afresh.
-_REMEMBERED = 4
-_recent_headers: tuple[_Remembered, ...] = ()
+# The checks below read a message's headers some 25 times; lower-casing every name each
+# time was most of their cost. Keyed by the raw items, so a changed message is re-read.
+_recent_headers: Recent[Message, _RawHeaders] = Recent(4)
 
 
 def _raw_headers(msg: Message) -> _RawHeaders:
@@ -135,18 +131,14 @@ def _raw_headers(msg: Message) -> _RawHeaders:
     (``_text``) only for the few headers actually looked at. Callers must not change
     the list (it is shared with the next call for the same message).
     """
-    global _recent_headers
     try:
         items = list(itertools.islice(msg.raw_items(), MAX_HEADERS))
     except Exception:
         return []
-    recent = _recent_headers
-    for ref, seen, out in recent:
-        if ref() is msg and seen == items:
-            return out
-    out = _lowered_names(items)
-    with contextlib.suppress(TypeError):  # not weakly referenceable: nothing to key it by
-        _recent_headers = ((weakref.ref(msg), items, out), *recent[: _REMEMBERED - 1])
+    out = _recent_headers.get(msg, items)
+    if out is None:
+        out = _lowered_names(items)
+        _recent_headers.put(msg, items, out)
     return out
 
 

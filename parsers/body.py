@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import binascii
 import codecs
-import contextlib
 import itertools
 import quopri
 import re
-import weakref
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
@@ -25,6 +23,8 @@ from urllib.parse import unquote
 import html2text
 from charset_normalizer import from_bytes
 from charset_normalizer.md import mess_ratio
+
+from parsers.recent import Recent
 
 # Text parts are previews of what a person wrote; anything longer is a paste or an attack.
 DEFAULT_MAX_PART_BYTES = 4 * 1024 * 1024
@@ -180,18 +180,14 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
 
 
 _Fields = tuple[str, str, str | None, str | None]  # content type, disposition, filename, charset
-_Remembered = tuple[weakref.ref[Message], tuple[object, ...], _Fields]
 # The same part is read by the body, evidence and forwarded-message walks of one message;
-# the stdlib re-parses its parameters on every call. What the stdlib reads from (the first
-# Content-Type and Content-Disposition values, the default type, class and policy) is
-# compared on every use, so a part changed in between is read afresh.
-_REMEMBERED = 8
-_recent_fields: tuple[_Remembered, ...] = ()
+# the stdlib re-parses its parameters on every call. Keyed by what the stdlib reads from
+# (the first Content-Type and Content-Disposition, the default type, policy and class).
+_recent_fields: Recent[Message, _Fields] = Recent(8)
 
 
 def _parsed_fields(part: Message, raw: dict[str, str]) -> _Fields:
     """Content type, disposition, filename and charset as the stdlib parser reads them."""
-    global _recent_fields
     if len(getattr(part, "_headers", ())) > _MAX_PART_HEADERS:
         return _stdlib_fields(part)  # ``raw`` does not show every header the stdlib reads
     try:
@@ -204,13 +200,10 @@ def _parsed_fields(part: Message, raw: dict[str, str]) -> _Fields:
         )
     except Exception:  # an odd part object: read it directly, as the stdlib would
         return _stdlib_fields(part)
-    recent = _recent_fields
-    for ref, seen, fields in recent:
-        if ref() is part and seen == state:
-            return fields
-    fields = _stdlib_fields(part)
-    with contextlib.suppress(TypeError):  # not weakly referenceable: nothing to key it by
-        _recent_fields = ((weakref.ref(part), state, fields), *recent[: _REMEMBERED - 1])
+    fields = _recent_fields.get(part, state)
+    if fields is None:
+        fields = _stdlib_fields(part)
+        _recent_fields.put(part, state, fields)
     return fields
 
 
