@@ -28,8 +28,10 @@ Evidence: the DIP portal shows status REJECTED with error code SP101 at 27/11/20
 """
 
 
-def _verdict(result: str) -> dict[str, str]:
-    return {"Authentication-Results": f"{OUR_MTA}; {result}"}
+def _case(result: str | None = None, subject: str = "DIP rejects IF-041") -> bytes:
+    """Bright Energy raises a case; ``result`` is what our MTA wrote about it, if anything."""
+    headers = {"Authentication-Results": f"{OUR_MTA}; {result}"} if result else None
+    return mail(sender=RAISER, subject=subject, body=BODY, headers=headers)
 
 
 def _desk(tmp_path: Path, *, raiser_policy: str | None = None) -> Desk:
@@ -56,13 +58,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
 
 
 def test_a_verified_party_raises_a_case_as_usual(desk: Desk) -> None:
-    raw = mail(
-        sender=RAISER,
-        subject="DIP rejects IF-041",
-        body=BODY,
-        headers=_verdict("dmarc=pass header.from=brightenergy.example"),
-    )
-    done = desk.receive(raw)
+    done = desk.receive(_case("dmarc=pass header.from=brightenergy.example"))
     assert done.outcome == "case_created", done.reason
     assert {s.template for s in desk.new_mail()} == {"acknowledgement", "staff_notice"}
     with desk.app.sessions() as session:
@@ -95,7 +91,7 @@ def test_a_forged_from_with_a_forged_pass_under_our_fail_is_quarantined_unanswer
 
 
 def test_strict_policy_holds_mail_nobody_verified_until_staff_release_it(desk: Desk) -> None:
-    done = desk.receive(mail(sender=RAISER, subject="DIP rejects IF-041", body=BODY))
+    done = desk.receive(_case())
     assert done.outcome == "quarantined"
     assert done.reason == (
         f"sender {RAISER} not verified: no Authentication-Results from {OUR_MTA}"
@@ -109,13 +105,7 @@ def test_strict_policy_holds_mail_nobody_verified_until_staff_release_it(desk: D
 
 
 def test_a_dns_error_is_never_a_pass(desk: Desk) -> None:
-    raw = mail(
-        sender=RAISER,
-        subject="DIP rejects IF-041",
-        body=BODY,
-        headers=_verdict("dmarc=temperror header.from=brightenergy.example"),
-    )
-    done = desk.receive(raw)
+    done = desk.receive(_case("dmarc=temperror header.from=brightenergy.example"))
     assert done.outcome == "quarantined"
     assert done.reason is not None and "dmarc=temperror" in done.reason
 
@@ -125,7 +115,7 @@ def test_a_relaxed_party_gets_in_unverified_but_nothing_automatic_goes_to_partie
 ) -> None:
     desk = _desk(tmp_path, raiser_policy="relaxed")
     try:
-        done = desk.receive(mail(sender=RAISER, subject="DIP rejects IF-041", body=BODY))
+        done = desk.receive(_case())
         assert done.outcome == "case_created", done.reason
         sent = desk.new_mail()
         # Staff hear about the case; the acknowledgement to the (claimed) sender is withheld.
@@ -139,12 +129,7 @@ def test_a_relaxed_party_gets_in_unverified_but_nothing_automatic_goes_to_partie
         assert verdict == "unverified"
         # A fail is a fail even under the relaxed policy.
         failed = desk.receive(
-            mail(
-                sender=RAISER,
-                subject="Another one",
-                body=BODY,
-                headers=_verdict("dmarc=fail header.from=brightenergy.example"),
-            )
+            _case("dmarc=fail header.from=brightenergy.example", subject="Another one")
         )
         assert failed.outcome == "quarantined"
     finally:
@@ -156,7 +141,7 @@ def test_without_an_mta_to_trust_nothing_is_checked(tmp_path: Path) -> None:
     config.write_text(settings_text(tmp_path, free_port()))
     desk = Desk(load(config))
     try:
-        done = desk.receive(mail(sender=RAISER, subject="DIP rejects IF-041", body=BODY))
+        done = desk.receive(_case())
         assert done.outcome == "case_created", done.reason
         with desk.app.sessions() as session:
             assert session.scalar(select(Message.authentication)) is None

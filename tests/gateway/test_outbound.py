@@ -8,7 +8,6 @@ here is faked except the clock, where a test needs "49 hours later".
 from __future__ import annotations
 
 import re
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from gateway.settings import load
 from gateway.transports import SmtpTransport
 from tests.conftest import mail
 from tests.relay import Relay, make_certificate, relay_settings, server_context
-from tests.support import free_port, queue_sample_mail
+from tests.support import deliver_concurrently, free_port, queue_sample_mail
 
 PARTY = "ops@brightenergy.example"
 STAFF = "servicedesk-team@elexon.example"
@@ -357,22 +356,7 @@ def test_two_workers_on_one_outbox_send_each_row_exactly_once(
 ) -> None:
     ids = queue(app, 120)
     other = make_app()
-    workers = [deliverer(app), deliverer(other)]
-    errors: list[BaseException] = []
-
-    def run(worker: Deliverer) -> None:
-        try:
-            while worker.deliver_due(limit=10):
-                pass
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+    assert not deliver_concurrently([deliverer(app), deliverer(other)])
     assert Counter(relay.accepted_ids()) == Counter(message_ids(app, ids))
     assert all(r.status == "sent" and r.attempts == 1 for r in rows(app).values())
 

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from gateway import db
-from gateway.app import App, build
+from gateway.app import build
 from gateway.inbox import Envelope
 from gateway.models import Case, Message, Outbox
 from gateway.settings import load
 from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 from tests.postgres import PostgresServer
 from tests.relay import Relay, relay_settings
-from tests.support import free_port, queue_sample_mail, settings_text
+from tests.support import deliver_concurrently, free_port, queue_sample_mail, settings_text
 
 BODY = (
     "Summary: IF-041 rejected\nImpact: 200 customers\nMPAN: 1052601815905\n"
@@ -134,21 +134,7 @@ def test_two_delivery_workers_on_one_postgresql_send_each_row_exactly_once(
         try:
             apps[0].deliverer.deliver_due()  # what earlier stories left in the shared outbox
             ours = {row.message_id for row in queue_sample_mail(apps[0], 120, [RAISER])}
-            errors: list[BaseException] = []
-
-            def run(app: App) -> None:
-                try:
-                    while app.deliverer.deliver_due(limit=10):
-                        pass
-                except BaseException as exc:  # surfaced below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=run, args=(app,)) for app in apps]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(120)
-            assert not errors
+            assert not deliver_concurrently([app.deliverer for app in apps])
             sent = Counter(m for m in relay.accepted_ids() if m in ours)
             assert set(sent) == ours and set(sent.values()) == {1}
             with apps[0].sessions() as session:
