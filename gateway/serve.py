@@ -64,6 +64,7 @@ async def _serve(app: App) -> int:
             hostname=app.settings.smtp.hostname or app.settings.message_id_domain,
             max_bytes=app.settings.smtp.max_message_bytes,
             timeout=app.settings.smtp.timeout_seconds,
+            max_sessions=app.settings.smtp.max_sessions,
         )
         server = await loop.create_server(factory, host=host.strip("[]"), port=int(port))
         log.info("SMTP listening on %s", app.settings.smtp.listen)

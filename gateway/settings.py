@@ -54,6 +54,7 @@ class SmtpSettings:
     listen: str = "127.0.0.1:2525"
     max_message_bytes: int = 26_214_400
     max_recipients: int = 100
+    max_sessions: int = 64  # past it a new connection gets 421 (each may hold a message)
     timeout_seconds: int = 300
     hostname: str = ""
 
@@ -349,6 +350,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{src}: [smtp] listen must be host:port, not {settings.smtp.listen!r}")
     if settings.smtp.max_message_bytes < 1024:
         raise SettingsError(f"{src}: [smtp] max_message_bytes must be at least 1024")
+    if settings.smtp.max_sessions < 1:
+        raise SettingsError(f"{src}: [smtp] max_sessions must be at least 1")
     if not settings.database.url or "://" not in settings.database.url:
         raise SettingsError(f"{src}: [database] url must be a database URL")
 

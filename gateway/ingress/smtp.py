@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 INLINE_HASH_BYTES = 256 * 1024  # hashing more than this would stall the event loop
 TEMPFAIL = "451 4.3.0 Temporary failure storing the message; please try again later"
+BUSY = "421 4.3.2 Too many connections; please try again later"
 
 
 class Committer(Protocol):
@@ -64,7 +65,8 @@ class Handler:
         self._mailboxes = {m.lower() for m in mailboxes}
         self._max_recipients = max_recipients
         self._allow_plus = allow_plus
-        self.in_flight = 0
+        self.in_flight = 0  # sessions waiting for their message's commit
+        self.sessions = 0  # connections open (see smtp_factory)
 
     def __dir__(self) -> list[str]:
         """What aiosmtpd looks for on a handler, for each connection (see _Session)."""
@@ -143,14 +145,40 @@ class _Session(SMTP):
             cls._names = _introspected_names(cls)
         return cls._names
 
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.event_handler.sessions -= 1
+
+
+class _Busy(asyncio.Protocol):
+    """Past ``max_sessions``: one 421 line and the connection closed (F19).
+
+    aiosmtpd holds a message in memory until its end of DATA, so each session may hold
+    up to the size limit; the cap bounds that memory, and 421 asks the sending MTA to
+    come back later rather than bounce.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.WriteTransport; both can write.
+        writer = cast(asyncio.WriteTransport, transport)
+        writer.write(BUSY.encode() + b"\r\n")
+        writer.close()
+
 
 _HANDLER_NAMES = _introspected_names(Handler)
 
 
-def smtp_factory(handler: Handler, *, hostname: str, max_bytes: int, timeout: float) -> Any:
-    """A protocol factory for loop.create_server: one SMTP instance per connection."""
+def smtp_factory(
+    handler: Handler, *, hostname: str, max_bytes: int, timeout: float, max_sessions: int = 64
+) -> Any:
+    """A protocol factory for loop.create_server: one SMTP instance per connection, or a
+    421 when ``max_sessions`` are already open."""
 
-    def factory() -> SMTP:
+    def factory() -> asyncio.Protocol:
+        if handler.sessions >= max_sessions:
+            log.warning("SMTP: %d sessions open, refusing another with 421", handler.sessions)
+            return _Busy()
+        handler.sessions += 1
         return _Session(
             handler,
             hostname=hostname,

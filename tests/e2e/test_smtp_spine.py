@@ -145,6 +145,43 @@ def test_oversized_message_gets_552_and_advertises_size(
     assert cli_json(config, "cases", "list") == []
 
 
+def test_past_max_sessions_a_new_connection_gets_421_until_one_closes(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    config = tmp_path / "settings.toml"
+    port = free_port()
+    config.write_text(
+        settings_text(tmp_path, port).replace(
+            f'listen = "127.0.0.1:{port}"', f'listen = "127.0.0.1:{port}"\nmax_sessions = 2'
+        )
+    )
+    process = GatewayProcess(config, port).start()
+    try:
+        first = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        second = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        assert first.ehlo()[0] == 250 and second.ehlo()[0] == 250
+        with pytest.raises(smtplib.SMTPConnectError) as busy:
+            smtplib.SMTP("127.0.0.1", port, timeout=10)
+        assert busy.value.smtp_code == 421
+        # The two sessions open carry on; once one ends, a new sender gets in.
+        first.sendmail("ops@brightenergy.example", ["cpsd@elexon.example"], make_mail())
+        first.quit()
+        second.quit()
+        third = wait_for(lambda: _connects(port))
+        assert third is not None
+        third.quit()
+    finally:
+        assert process.stop() == 0
+    assert len(cli_json(config, "cases", "list")) == 1
+
+
+def _connects(port: int) -> smtplib.SMTP | None:
+    try:
+        return smtplib.SMTP("127.0.0.1", port, timeout=10)
+    except smtplib.SMTPConnectError:
+        return None
+
+
 def test_locked_database_gets_451_then_the_retry_is_stored(
     tmp_path: Path, make_mail: Callable[..., bytes]
 ) -> None:

@@ -26,6 +26,7 @@ def test_embedded_defaults_load_and_resolve_paths_against_the_file() -> None:
         ("[smpt]\nlisten = '127.0.0.1:25'\n", "unknown section [smpt]"),
         ("[smtp]\nmax_message_bytes = 'big'\n", "[smtp] max_message_bytes: must be a whole number"),
         ("[smtp]\nlisten = 'nowhere'\n", "[smtp] listen must be host:port"),
+        ("[smtp]\nmax_sessions = 0\n", "[smtp] max_sessions must be at least 1"),
         ("[outbound]\ntransport = 'pigeon'\n", "[outbound] transport: must be one of"),
         ("[gateway]\nmailboxes = 'cpsd@x.example'\n", "[gateway] mailboxes: must be a list"),
         ("[worker]\nenabled = 1\n", "[worker] enabled: must be true or false"),
