@@ -71,11 +71,16 @@ async def _serve(app: App) -> int:
     print(f"cpsd-gateway serving (SMTP {app.settings.smtp.listen})", flush=True)
 
     await stop.wait()
-    log.info("stopping: no new connections; finishing transactions in flight")
+    log.info("stopping: no new connections; finishing messages in flight")
     if server is not None:
         server.close()
+    # F20: idle sessions hear 421 now; a message coming in or waiting for its commit is
+    # finished (its 250 means stored), then that session hears 421 too.
     deadline = loop.time() + DRAIN_SECONDS
-    while handler is not None and handler.in_flight and loop.time() < deadline:
+    while handler is not None and loop.time() < deadline:
+        handler.hang_up_idle()
+        if not handler.busy():
+            break
         await asyncio.sleep(0.05)
     stopping.set()
     app.work_ready.set()

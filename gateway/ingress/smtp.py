@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Protocol, cast
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 INLINE_HASH_BYTES = 256 * 1024  # hashing more than this would stall the event loop
 TEMPFAIL = "451 4.3.0 Temporary failure storing the message; please try again later"
 BUSY = "421 4.3.2 Too many connections; please try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down; please try again later"
 
 
 class Committer(Protocol):
@@ -67,6 +68,7 @@ class Handler:
         self._allow_plus = allow_plus
         self.in_flight = 0  # sessions waiting for their message's commit
         self.sessions = 0  # connections open (see smtp_factory)
+        self.open_sessions: set[Any] = set()  # the _Session of each, once connected
 
     def __dir__(self) -> list[str]:
         """What aiosmtpd looks for on a handler, for each connection (see _Session)."""
@@ -115,6 +117,16 @@ class Handler:
             self.in_flight -= 1
         return f"250 2.0.0 Stored as {accepted.sha256[:16]}"
 
+    def busy(self) -> bool:
+        """A message is coming in or waiting for its commit somewhere."""
+        return self.in_flight > 0 or any(s.receiving for s in self.open_sessions)
+
+    def hang_up_idle(self) -> None:
+        """At shutdown: every session not in the middle of a message is told 421."""
+        for session in list(self.open_sessions):
+            if not session.receiving:
+                session.hang_up()
+
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error: %s: %s", type(error).__name__, error)
         return TEMPFAIL
@@ -138,6 +150,7 @@ class _Session(SMTP):
     """
 
     _names: ClassVar[list[str] | None] = None
+    receiving = False  # inside DATA: the message is still coming in
 
     def __dir__(self) -> list[str]:
         cls = type(self)
@@ -145,9 +158,29 @@ class _Session(SMTP):
             cls._names = _introspected_names(cls)
         return cls._names
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.event_handler.open_sessions.add(self)
+
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
         self.event_handler.sessions -= 1
+        self.event_handler.open_sessions.discard(self)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """Marked while the message is coming in, so a shutdown lets it finish (F20)."""
+        self.receiving = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.receiving = False
+
+    def hang_up(self) -> None:
+        """Shutting down: an idle session is told 421 and closed; it will come back."""
+        if self.transport is not None:
+            cast(asyncio.WriteTransport, self.transport).write(SHUTTING_DOWN.encode() + b"\r\n")
+            self.transport.close()
 
 
 class _Busy(asyncio.Protocol):

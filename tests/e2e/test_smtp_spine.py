@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import smtplib
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -175,6 +177,14 @@ def test_past_max_sessions_a_new_connection_gets_421_until_one_closes(
     assert len(cli_json(config, "cases", "list")) == 1
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def _connects(port: int) -> smtplib.SMTP | None:
     try:
         return smtplib.SMTP("127.0.0.1", port, timeout=10)
@@ -266,3 +276,34 @@ def test_sigkill_after_accept_loses_nothing_and_doubles_nothing(
 
 def test_sigterm_exits_0(gateway: GatewayProcess) -> None:
     assert gateway.stop() == 0
+
+
+def test_sigterm_finishes_a_message_coming_in_and_tells_idle_sessions_421(
+    gateway: GatewayProcess, config: Path, make_mail: Callable[..., bytes]
+) -> None:
+    idle = smtplib.SMTP("127.0.0.1", gateway.port, timeout=10)
+    assert idle.ehlo()[0] == 250
+    sending = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    reply = sending.makefile("rb")
+    assert reply.readline().startswith(b"220")
+    for command in (b"EHLO party.example", b"MAIL FROM:<ops@brightenergy.example>",
+                    b"RCPT TO:<cpsd@elexon.example>", b"DATA"):  # fmt: skip
+        sending.sendall(command + b"\r\n")
+        while (line := reply.readline())[3:4] == b"-":  # EHLO's continuation lines
+            pass
+    assert line.startswith(b"354")
+    raw = make_mail()
+    sending.sendall(raw[: len(raw) // 2])  # half the message is on the wire...
+    assert gateway.proc is not None
+    gateway.proc.send_signal(signal.SIGTERM)
+    assert wait_for(lambda: not _listening(gateway.port), timeout=10)  # no new sessions
+    # ...the idle session is told to come back later...
+    assert idle.noop()[0] == 421
+    time.sleep(0.3)
+    # ...and the rest of the message still arrives, and is stored before the 250.
+    sending.sendall(raw[len(raw) // 2 :] + b"\r\n.\r\n")
+    assert reply.readline().startswith(b"250 2.0.0 Stored as")
+    assert reply.readline().startswith(b"421")  # then that session is closed too
+    sending.close()
+    assert gateway.proc.wait(30) == 0
+    assert len(cli_json(config, "cases", "list")) == 1
