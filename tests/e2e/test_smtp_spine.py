@@ -115,6 +115,17 @@ def test_unknown_recipient_gets_550(
         assert code == 250
 
 
+@pytest.mark.parametrize("argument", ['"', "<", "<@"])
+def test_an_address_the_parser_chokes_on_is_a_syntax_error_not_a_retry(
+    gateway: GatewayProcess, argument: str
+) -> None:
+    with smtplib.SMTP("127.0.0.1", gateway.port, timeout=10) as client:
+        client.ehlo()
+        code, _ = client.docmd(f"MAIL FROM:{argument}")
+        assert code == 553  # malformed address; stock aiosmtpd crashes in the parser: 451
+        assert client.mail("ops@brightenergy.example")[0] == 250  # the session goes on
+
+
 def test_oversized_message_gets_552_and_advertises_size(
     tmp_path: Path, make_mail: Callable[..., bytes]
 ) -> None:
