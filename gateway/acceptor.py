@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import pickle
@@ -362,6 +363,14 @@ class AcceptProcess:
             self.on_accept()
         return results
 
+    def restart_unless_replaced(self, dead: socket.socket | None) -> None:
+        """The event loop saw the child close ``dead``: replace that child, unless a thread
+        already did; with ``dead`` None, just make sure a child runs."""
+        with self._lock:
+            if dead is not None and self.loop_sock is dead:
+                self._discard()
+            self._ensure()
+
     def live_loop_socket(self) -> socket.socket | None:
         """The event loop's socket to the running child, or None if there is no child."""
         if self._process is None or not self._process.is_alive():
@@ -400,14 +409,18 @@ class AcceptChannel:
         self._process = process
         self._connecting = asyncio.Lock()
         self._link: _Link | None = None
+        self._dead: socket.socket | None = None  # the socket of a child seen to go away
 
     async def commit(self, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]:
         link = await self._connected()
         reply: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
         link.waiting.append(reply)
         payload = pickle.dumps(("commit", list(items), list(digests)), pickle.HIGHEST_PROTOCOL)
-        link.writer.write(_LENGTH.pack(len(payload)) + payload)
-        await link.writer.drain()
+        try:
+            link.writer.write(_LENGTH.pack(len(payload)) + payload)
+            await link.writer.drain()
+        except (ConnectionError, OSError) as exc:  # the child died before it read this
+            raise AcceptFailed("the accept process stopped during a commit") from exc
         return self._process.answered(await reply)
 
     async def _connected(self) -> _Link:
@@ -415,10 +428,12 @@ class AcceptChannel:
             current = self._process.live_loop_socket()
             if self._link is not None and self._link.sock is current:
                 return self._link
-            if current is None:
-                await asyncio.get_running_loop().run_in_executor(None, self._process.start)
+            if current is None or current is self._dead:
+                # No child, or one that closed our socket (it may not be reaped yet).
+                restart = functools.partial(self._process.restart_unless_replaced, self._dead)
+                await asyncio.get_running_loop().run_in_executor(None, restart)
                 current = self._process.live_loop_socket()
-                if current is None:
+                if current is None or current is self._dead:
                     raise AcceptFailed("the accept process is not running")
             self.close()
             reader, writer = await asyncio.open_connection(sock=current.dup())
@@ -438,6 +453,7 @@ class AcceptChannel:
             pass
         # The child went away: what still waits on this link fails (451), and the next
         # call starts a new child. A commit it finished first is found again by dedupe.
+        self._dead = link.sock
         if self._link is link:
             self.close()
         for future in link.waiting:

@@ -8,6 +8,7 @@ import selectors
 import signal
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +207,44 @@ def test_a_commit_waits_for_company_only_when_the_last_one_was_shared(
     shared_by: int, seconds: float
 ) -> None:
     assert _gather_seconds(shared_by) == pytest.approx(seconds)
+
+
+def test_threads_and_the_event_loop_sharing_commits_each_get_their_own_rows(
+    app: app_module.App,
+) -> None:
+    acceptor = AcceptProcess(app.settings, app.store).start()
+    from_threads: list[list[Accepted]] = []
+
+    def imap_batches() -> None:
+        for batch in range(5):
+            items = [_incoming(1000 + batch * 10 + n) for n in range(10)]
+            from_threads.append(acceptor.accept_many(items))
+
+    async def smtp_sessions() -> list[Accepted]:
+        channel = AcceptChannel(acceptor)
+        try:
+            items = [_incoming(n) for n in range(60)]
+            done = await asyncio.gather(
+                *(channel.commit([item], [app.store.prepare(item.raw)]) for item in items)
+            )
+            return [accepted for (accepted,) in done]
+        finally:
+            channel.close()
+
+    thread = threading.Thread(target=imap_batches)
+    try:
+        thread.start()
+        from_loop = asyncio.run(smtp_sessions())
+        thread.join(60)
+    finally:
+        acceptor.close()
+    with app.sessions() as session:
+        stored = dict(session.execute(select(Message.id, Message.message_id)).all())
+    assert [stored[a.message_row_id] for a in from_loop] == [
+        f"<loop-{n}@brightenergy.example>" for n in range(60)
+    ]
+    from_imap = [a for batch in from_threads for a in batch]
+    assert [stored[a.message_row_id] for a in from_imap] == [
+        f"<loop-{1000 + n}@brightenergy.example>" for n in range(50)
+    ]
+    assert len(stored) == 110
