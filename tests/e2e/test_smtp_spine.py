@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import db_count
 from tests.e2e.server import GatewayProcess, cli, cli_json, wait_for
 from tests.support import free_port, settings_text
 
@@ -183,6 +184,8 @@ def test_past_max_sessions_a_new_connection_gets_421_until_one_closes(
         third = wait_for(lambda: _connects(port))
         assert third is not None
         third.quit()
+        # The message the first session sent was stored; the worker makes it a case.
+        assert wait_for(lambda: _outbox(config), timeout=10)
     finally:
         assert process.stop() == 0
     assert len(cli_json(config, "cases", "list")) == 1
@@ -317,4 +320,5 @@ def test_sigterm_finishes_a_message_coming_in_and_tells_idle_sessions_421(
     assert reply.readline().startswith(b"421")  # then that session is closed too
     sending.close()
     assert gateway.proc.wait(30) == 0
-    assert len(cli_json(config, "cases", "list")) == 1
+    # Stored: the next start processes it if this one stopped first.
+    assert db_count(config, "SELECT count(*) FROM messages") == 1
