@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from gateway import db
 from gateway.settings import Settings, load
 from tests.support import free_port, settings_text
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database of the test's own."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

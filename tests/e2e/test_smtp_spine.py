@@ -26,6 +26,15 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+def _smtp_config(tmp_path: Path, line: str) -> tuple[Path, int]:
+    """The tests' settings with one more line in [smtp]; the file and the port."""
+    config = tmp_path / "settings.toml"
+    port = free_port()
+    listen = f'listen = "127.0.0.1:{port}"'
+    config.write_text(settings_text(tmp_path, port).replace(listen, f"{listen}\n{line}"))
+    return config, port
+
+
 def _port(config: Path) -> int:
     text = config.read_text()
     return int(text.split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
@@ -130,14 +139,7 @@ def test_an_address_the_parser_chokes_on_is_a_syntax_error_not_a_retry(
 def test_oversized_message_gets_552_and_advertises_size(
     tmp_path: Path, make_mail: Callable[..., bytes]
 ) -> None:
-    config = tmp_path / "settings.toml"
-    port = free_port()
-    config.write_text(
-        settings_text(tmp_path, port).replace(
-            f'listen = "127.0.0.1:{port}"',
-            f'listen = "127.0.0.1:{port}"\nmax_message_bytes = 20000',
-        )
-    )
+    config, port = _smtp_config(tmp_path, "max_message_bytes = 20000")
     process = GatewayProcess(config, port).start()
     try:
         big = make_mail(body=("y" * 70 + "\n") * 500)
@@ -162,13 +164,7 @@ def test_oversized_message_gets_552_and_advertises_size(
 def test_past_max_sessions_a_new_connection_gets_421_until_one_closes(
     tmp_path: Path, make_mail: Callable[..., bytes]
 ) -> None:
-    config = tmp_path / "settings.toml"
-    port = free_port()
-    config.write_text(
-        settings_text(tmp_path, port).replace(
-            f'listen = "127.0.0.1:{port}"', f'listen = "127.0.0.1:{port}"\nmax_sessions = 2'
-        )
-    )
+    config, port = _smtp_config(tmp_path, "max_sessions = 2")
     process = GatewayProcess(config, port).start()
     try:
         first = smtplib.SMTP("127.0.0.1", port, timeout=10)

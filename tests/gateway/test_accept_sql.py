@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -31,14 +29,6 @@ def _row(key: str, message_id: str | None) -> dict[str, object]:
         "attempts": 0,
         "sent_copy": False,
     }
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_rows_written_on_the_driver_read_back_through_the_orm(engine: Engine) -> None:

@@ -112,24 +112,25 @@ def _incoming(n: int) -> Incoming:
     return Incoming(mail(message_id=f"<loop-{n}@brightenergy.example>"), Envelope(), "smtp:test")
 
 
+async def _sessions(acceptor: AcceptProcess, app: app_module.App, numbers: range) -> list[Accepted]:
+    """Concurrent SMTP sessions, one message each, through one event-loop channel."""
+    channel = AcceptChannel(acceptor)
+    try:
+        items = [_incoming(n) for n in numbers]
+        done = await asyncio.gather(
+            *(channel.commit([item], [app.store.prepare(item.raw)]) for item in items)
+        )
+        return [accepted for (accepted,) in done]
+    finally:
+        channel.close()
+
+
 def test_concurrent_sessions_on_the_loop_channel_each_get_their_own_row(
     app: app_module.App,
 ) -> None:
     acceptor = AcceptProcess(app.settings, app.store).start()
-
-    async def sessions() -> list[Accepted]:
-        channel = AcceptChannel(acceptor)
-        try:
-            items = [_incoming(n) for n in range(40)]
-            done = await asyncio.gather(
-                *(channel.commit([item], [app.store.prepare(item.raw)]) for item in items)
-            )
-            return [accepted for (accepted,) in done]
-        finally:
-            channel.close()
-
     try:
-        accepted = asyncio.run(sessions())
+        accepted = asyncio.run(_sessions(acceptor, app, range(40)))
     finally:
         acceptor.close()
     assert len({a.message_row_id for a in accepted}) == 40
@@ -220,21 +221,10 @@ def test_threads_and_the_event_loop_sharing_commits_each_get_their_own_rows(
             items = [_incoming(1000 + batch * 10 + n) for n in range(10)]
             from_threads.append(acceptor.accept_many(items))
 
-    async def smtp_sessions() -> list[Accepted]:
-        channel = AcceptChannel(acceptor)
-        try:
-            items = [_incoming(n) for n in range(60)]
-            done = await asyncio.gather(
-                *(channel.commit([item], [app.store.prepare(item.raw)]) for item in items)
-            )
-            return [accepted for (accepted,) in done]
-        finally:
-            channel.close()
-
     thread = threading.Thread(target=imap_batches)
     try:
         thread.start()
-        from_loop = asyncio.run(smtp_sessions())
+        from_loop = asyncio.run(_sessions(acceptor, app, range(60)))
         thread.join(60)
     finally:
         acceptor.close()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from gateway.models import Message
 from gateway.rawstore import DatabaseRawStore, DirectoryRawStore, RawStore
 
 RAW = b"From: a@brightenergy.example\r\nMessage-ID: <x1@b.example>\r\nSubject: s\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(params=["database", "directory"])
