@@ -35,6 +35,11 @@ class GatewaySettings:
     installation_id: str = "cpsd-gateway"
     timezone: str = "Europe/London"
 
+    def is_staff(self, address: str) -> bool:
+        """An address of Elexon's own staff (by domain, compared in lower case)."""
+        domain = address.rpartition("@")[2].lower()
+        return any(domain == d.lower() for d in self.staff_domains)
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:

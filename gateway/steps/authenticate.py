@@ -11,12 +11,15 @@ verdict decides under the sender's policy (the party's own, else the default):
   through, but no automatic mail goes to parties because of it (see the reply step);
 - off: the verdict is recorded only.
 
-Copies read from our own Sent folder and messages staff released are not checked.
+Staff mail is held to strict whatever the policy says (unless it is off): it drives
+cases (``#close``, ``#assign``), and withholding its mails would not undo that. Copies
+read from our own Sent folder and messages staff released are not checked.
 """
 
 from __future__ import annotations
 
-from gateway.context import Deps, MessageContext, Stop
+from gateway.context import Deps, MessageContext, Sender, Stop
+from gateway.settings import AuthenticationSettings, AuthPolicy
 from parsers.authentication import authenticate as verdict_of_our_mta
 
 
@@ -27,7 +30,7 @@ def authenticate(ctx: MessageContext, deps: Deps) -> Stop | None:
         return None
     assert sender is not None and sender.address is not None
     assert ctx.parsed is not None and ctx.parsed.message is not None
-    policy = (sender.party.authentication if sender.party else None) or settings.policy
+    policy = _policy(sender, settings)
     found = verdict_of_our_mta(
         ctx.parsed.message, sender.address.rpartition("@")[2], settings.authserv_ids
     )
@@ -39,3 +42,9 @@ def authenticate(ctx: MessageContext, deps: Deps) -> Stop | None:
     ctx.unverified = found.reason
     ctx.notes.append(f"sender not verified ({found.reason}): no automatic mail to parties")
     return None
+
+
+def _policy(sender: Sender, settings: AuthenticationSettings) -> AuthPolicy:
+    if sender.kind == "staff":
+        return "off" if settings.policy == "off" else "strict"
+    return (sender.party.authentication if sender.party else None) or settings.policy

@@ -46,11 +46,8 @@ def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
 
 
 def _only_staff(deps: Deps, to: tuple[str, ...]) -> bool:
-    staff_domains = {d.lower() for d in deps.settings.gateway.staff_domains}
     staff_mailbox = deps.identity.staff_mailbox.lower()
-    return all(
-        a.lower() == staff_mailbox or a.rpartition("@")[2].lower() in staff_domains for a in to
-    )
+    return all(a.lower() == staff_mailbox or deps.settings.gateway.is_staff(a) for a in to)
 
 
 def queue(

@@ -18,9 +18,8 @@ def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
         return Stop("quarantined", f"sender cannot be trusted: {found.problem}")
     address = found.address.key
     ctx.row.from_address = address
-    staff_domains = {d.lower() for d in deps.settings.gateway.staff_domains}
     party = deps.directory.by_address(address)
-    if found.address.domain in staff_domains:
+    if deps.settings.gateway.is_staff(address):
         ctx.sender = Sender("staff", address, party)
     elif party is not None:
         ctx.sender = Sender("party", address, party)

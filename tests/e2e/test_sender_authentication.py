@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gateway.models import Event, Message
 from gateway.settings import load
 from gateway.worker import reset_for_reprocess
-from tests.e2e.desk import RAISER, STAFF_DESK, Desk, mail
+from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 from tests.support import REPO, free_port, settings_text
 
 OUR_MTA = "mx.elexon.example"
@@ -34,7 +34,7 @@ def _case(result: str | None = None, subject: str = "DIP rejects IF-041") -> byt
     return mail(sender=RAISER, subject=subject, body=BODY, headers=headers)
 
 
-def _desk(tmp_path: Path, *, raiser_policy: str | None = None) -> Desk:
+def _desk(tmp_path: Path, *, raiser_policy: str | None = None, policy: str = "strict") -> Desk:
     parties = (REPO / "parties.toml").read_text()
     if raiser_policy:
         parties = parties.replace(
@@ -45,7 +45,7 @@ def _desk(tmp_path: Path, *, raiser_policy: str | None = None) -> Desk:
     config = tmp_path / "settings.toml"
     config.write_text(
         settings_text(tmp_path, free_port(), parties=tmp_path / "parties.toml")
-        + f'\n[authentication]\nauthserv_ids = ["{OUR_MTA}"]\n'
+        + f'\n[authentication]\nauthserv_ids = ["{OUR_MTA}"]\npolicy = "{policy}"\n'
     )
     return Desk(load(config))
 
@@ -145,5 +145,22 @@ def test_without_an_mta_to_trust_nothing_is_checked(tmp_path: Path) -> None:
         assert done.outcome == "case_created", done.reason
         with desk.app.sessions() as session:
             assert session.scalar(select(Message.authentication)) is None
+    finally:
+        desk.close()
+
+
+def test_staff_commands_need_a_verified_sender_even_under_a_relaxed_policy(
+    tmp_path: Path,
+) -> None:
+    desk = _desk(tmp_path, policy="relaxed")
+    try:
+        raised = desk.receive(_case("dmarc=pass header.from=brightenergy.example"))
+        assert raised.outcome == "case_created", raised.reason
+        notice = next(s for s in desk.new_mail() if s.template == "staff_notice")
+        # Someone outside writes as Elexon staff, answering the notice they got hold of.
+        forged = desk.receive(reply_to(notice, sender=STAFF, body="#close\n"))
+        assert forged.outcome == "quarantined"
+        assert forged.reason is not None and f"sender {STAFF} not verified" in forged.reason
+        assert desk.case(raised.reference or "")["state"] != "closed"
     finally:
         desk.close()
