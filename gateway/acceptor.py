@@ -157,10 +157,10 @@ def _commit_together(inbox: Inbox, requests: list[_Request]) -> None:
     """One transaction for all; each sender hears about its own messages only after it."""
     items: list[Incoming] = []
     digests: list[str] = []
-    for _, kind, batch, given in requests:
-        items.extend(batch)
-        digests.extend(given if kind == "commit" else [inbox.store_raw(i.raw) for i in batch])
     try:
+        for _, kind, batch, given in requests:
+            items.extend(batch)
+            digests.extend(given if kind == "commit" else [inbox.store_raw(i.raw) for i in batch])
         done = inbox.commit(items, digests)
         replies: list[tuple[str, Any]] = []
         start = 0
@@ -268,7 +268,7 @@ class AcceptProcess:
     ) -> None:
         self._settings = settings
         self._store = store
-        self.on_accept = on_accept
+        self._on_accept = on_accept
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded process
         self._process: Any = None
@@ -359,8 +359,8 @@ class AcceptProcess:
         if status != "ok":
             raise AcceptFailed(payload)
         results: list[Accepted] = payload
-        if self.on_accept is not None and any(not r.duplicate for r in results):
-            self.on_accept()
+        if self._on_accept is not None and any(not r.duplicate for r in results):
+            self._on_accept()
         return results
 
     def restart_unless_replaced(self, dead: socket.socket | None) -> None:

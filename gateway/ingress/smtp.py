@@ -68,8 +68,7 @@ class Handler:
         self._max_recipients = max_recipients
         self._allow_plus = allow_plus
         self.in_flight = 0  # sessions waiting for their message's commit
-        self.sessions = 0  # connections open (see smtp_factory)
-        self.open_sessions: set[Any] = set()  # the _Session of each, once connected
+        self.sessions: set[Any] = set()  # the _Session of each open connection
 
     def __dir__(self) -> list[str]:
         """What aiosmtpd looks for on a handler, for each connection (see _Session)."""
@@ -120,11 +119,11 @@ class Handler:
 
     def busy(self) -> bool:
         """A message is coming in or waiting for its commit somewhere."""
-        return self.in_flight > 0 or any(s.receiving for s in self.open_sessions)
+        return self.in_flight > 0 or any(s.receiving for s in self.sessions)
 
     def hang_up_idle(self) -> None:
         """At shutdown: every session not in the middle of a message is told 421."""
-        for session in list(self.open_sessions):
+        for session in list(self.sessions):
             if not session.receiving:
                 session.hang_up()
 
@@ -159,14 +158,9 @@ class _Session(SMTP):
             cls._names = _introspected_names(cls)
         return cls._names
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.event_handler.open_sessions.add(self)
-
     def connection_lost(self, error: Exception | None) -> None:
         super().connection_lost(error)
-        self.event_handler.sessions -= 1
-        self.event_handler.open_sessions.discard(self)
+        self.event_handler.sessions.discard(self)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's own address parsing for MAIL and RCPT, less two faults.
@@ -233,11 +227,10 @@ def smtp_factory(
     421 when ``max_sessions`` are already open."""
 
     def factory() -> asyncio.Protocol:
-        if handler.sessions >= max_sessions:
-            log.warning("SMTP: %d sessions open, refusing another with 421", handler.sessions)
+        if len(handler.sessions) >= max_sessions:
+            log.warning("SMTP: %d sessions open, refusing another with 421", max_sessions)
             return _Busy()
-        handler.sessions += 1
-        return _Session(
+        session = _Session(
             handler,
             hostname=hostname,
             data_size_limit=max_bytes,
@@ -246,5 +239,7 @@ def smtp_factory(
             timeout=timeout,
             command_call_limit={"NOOP": 50, "*": 5000},
         )
+        handler.sessions.add(session)
+        return session
 
     return factory
