@@ -17,13 +17,19 @@ from gateway.models import Case, CaseParty, Counter, Event
 def next_reference(session: Session, prefix: str) -> str:
     """Allocate ``PREFIX-000123``; the counter row is locked by the write, so numbers never repeat."""
     name = f"case:{prefix}"
-    updated = session.execute(
-        update(Counter).where(Counter.name == name).values(value=Counter.value + 1)
+    # One statement (RETURNING: SQLite >= 3.35, PostgreSQL); nothing in the session holds
+    # a Counter to keep in step, so the ORM need not look for one.
+    value = session.scalar(
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value),
+        execution_options={"synchronize_session": False},
     )
-    if updated.rowcount == 0:  # type: ignore[attr-defined]
+    if value is None:
         session.add(Counter(name=name, value=1))
         session.flush()
-    value = session.scalar(select(Counter.value).where(Counter.name == name))
+        value = 1
     return f"{prefix}-{value:06d}"
 
 
