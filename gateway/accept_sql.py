@@ -34,9 +34,11 @@ class AcceptStatements:
     def _columns(self, table: Table, names: tuple[str, ...]) -> list[Callable[[Any], Any]]:
         key = (table.name, names)
         if key not in self._processors:
-            self._processors[key] = [
-                table.c[n].type.bind_processor(self._dialect) or _same for n in names
-            ]
+            # The dialect's own type (PostgreSQL's JSON is not the generic one): the
+            # generic JSON has no bind processor there, and psycopg would then send a
+            # list as an ARRAY literal.
+            types = [table.c[n].type.dialect_impl(self._dialect) for n in names]
+            self._processors[key] = [t.bind_processor(self._dialect) or _same for t in types]
         return self._processors[key]
 
     def _values(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select
 
 from gateway import db
+from gateway.accept_sql import AcceptStatements
 from gateway.app import build
 from gateway.inbox import Envelope
 from gateway.models import Case, Message, Outbox
@@ -143,3 +145,38 @@ def test_two_delivery_workers_on_one_postgresql_send_each_row_exactly_once(
         finally:
             for app in apps:
                 app.close()
+
+
+def test_the_accept_statements_store_what_the_orm_reads_back_on_postgresql(
+    postgres: PostgresServer,
+) -> None:
+    # The accept transaction bypasses the ORM (gateway/accept_sql.py); on PostgreSQL its
+    # values must still go through each column's PostgreSQL type (JSON, timestamps).
+    engine = db.make_engine(postgres.url)
+    db.upgrade(engine)
+    row = {
+        "sha256": "f" * 64,
+        "content_key": "f" * 64,
+        "size": 3,
+        "source": "test",
+        "envelope_from": RAISER,
+        "envelope_to": ["cpsd@elexon.example", "cpsd+CPSD-000001@elexon.example"],
+        "message_id": "<accept-sql@brightenergy.example>",
+        "message_id_conflict": False,
+        "received_at": datetime(2026, 11, 27, 9, 15, tzinfo=UTC),
+        "status": "received",
+        "attempts": 0,
+        "sent_copy": False,
+    }
+    try:
+        with AcceptStatements(engine).transaction() as tx:
+            (row_id,) = tx.insert_messages([row])
+        with db.session_factory(engine)() as session:
+            stored = session.get(Message, row_id)
+            assert stored is not None
+            assert stored.envelope_to == row["envelope_to"]
+            assert stored.received_at == row["received_at"]
+            session.delete(stored)
+            session.commit()
+    finally:
+        engine.dispose()
