@@ -8,6 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -61,3 +62,24 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class DatabaseUnavailable(Exception):
+    """The database failed mid-work; the work rolled back and waits, unchanged."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Did the database fail rather than the work? (A lost connection, a server going
+    away, a lock held past the busy timeout, a full disk.) Such work is retried later as
+    it is, never recorded as the message's own failure (reliability.md F5, F21)."""
+    if isinstance(
+        error,
+        DatabaseUnavailable
+        | sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.PendingRollbackError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError,
+    ):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated

@@ -16,11 +16,13 @@ import uvloop
 
 from gateway.acceptor import AcceptChannel
 from gateway.app import App
+from gateway.db import DatabaseUnavailable, database_unavailable
 from gateway.ingress.imap import start_pollers
 from gateway.ingress.smtp import Handler, Storer, smtp_factory
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0
+UNAVAILABLE_WAIT_SECONDS = 0.5  # between passes while the database is down
 
 
 def serve(app: App) -> int:
@@ -101,6 +103,10 @@ def _work_loop(app: App, stopping: threading.Event) -> None:
         app.work_ready.clear()
         try:
             done = app.worker.drain()
+        except DatabaseUnavailable as exc:
+            log.warning("database unavailable; messages wait for the next pass: %s", exc)
+            app.work_ready.wait(max(idle, UNAVAILABLE_WAIT_SECONDS))
+            continue
         except Exception:
             log.exception("worker pass failed; retrying")
             done = []
@@ -114,7 +120,11 @@ def _delivery_loop(app: App, stopping: threading.Event) -> None:
         app.mail_ready.clear()
         try:
             delivered = app.deliverer.deliver_due()
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("database unavailable; delivery waits for the next pass: %s", exc)
+                app.mail_ready.wait(max(idle, UNAVAILABLE_WAIT_SECONDS))
+                continue
             log.exception("delivery pass failed; retrying")
             delivered = []
         if not delivered:

@@ -5,6 +5,9 @@ own savepoint, so one failure rolls back only that message, which is then marked
 with its error and its raw bytes kept for ``reprocess``. A crash before the commit
 leaves every message of the batch "received", to be processed again on restart:
 processing twice can never create two cases, because nothing of the first try committed.
+When the database itself fails (connection lost, lock timeout), the batch rolls back and
+``DatabaseUnavailable`` is raised: nothing is marked failed for the database's fault, and
+the next pass processes the same messages.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import pipeline
 from gateway.context import Deps, MessageContext
+from gateway.db import DatabaseUnavailable, database_unavailable
 from gateway.models import Case, Message, utcnow
 from gateway.rawstore import RawStore
 
@@ -76,17 +80,31 @@ class Worker:
 
     def process(self, ids: Sequence[int]) -> list[Processed]:
         try:
-            results = self._process_batch(ids)
-        except Exception:
+            return self._process_or_split(ids)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        finally:
+            if self._after_commit is not None:
+                self._after_commit()  # whatever did commit may have queued mail
+
+    def _process_or_split(self, ids: Sequence[int]) -> list[Processed]:
+        """The batch in one transaction; if it fails, each message in its own."""
+        try:
+            return self._process_batch(ids)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
             log.exception("batch of %d failed; processing one by one", len(ids))
-            results = []
-            for row_id in ids:
-                try:
-                    results.extend(self._process_batch([row_id]))
-                except Exception as exc:
-                    results.append(self._mark_failed(row_id, exc))
-        if self._after_commit is not None:
-            self._after_commit()
+        results: list[Processed] = []
+        for row_id in ids:
+            try:
+                results.extend(self._process_batch([row_id]))
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise
+                results.append(self._mark_failed(row_id, exc))
         return results
 
     def _process_batch(self, ids: Sequence[int]) -> list[Processed]:
@@ -104,6 +122,8 @@ class Worker:
                     with session.begin_nested():
                         results.append(self._run(row, deps))
                 except Exception as exc:
+                    if database_unavailable(exc):
+                        raise  # the whole batch waits for the next pass
                     log.exception("message %d failed in the pipeline", row_id)
                     session.refresh(row)
                     results.append(_fail(row, exc))

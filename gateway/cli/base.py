@@ -1,4 +1,5 @@
-"""The root command group and what every command shares: --config, exit code 2 on bad settings."""
+"""The root command group and what every command shares: --config, exit code 2 on bad
+settings, one line and exit code 1 when the database is unavailable."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from gateway import app as app_module
+from gateway.db import database_unavailable
 from gateway.settings import SettingsError, config_path, load
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +32,14 @@ def with_config(func: F) -> F:
         except SettingsError as exc:
             click.echo(f"cpsd-gateway: {exc}", err=True)
             ctx.exit(2)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(
+                f"cpsd-gateway: database unavailable: {type(exc).__name__}: {first}", err=True
+            )
+            ctx.exit(1)
 
     return wrapper  # type: ignore[return-value]
 

@@ -31,6 +31,23 @@ def serve(settings: Any) -> None:
     sys.exit(run(build(settings)))
 
 
+def _process(app: Any, message_row_id: int) -> dict[str, Any]:
+    """One ingested message through the worker; stored but waiting if the database fails."""
+    from gateway.db import DatabaseUnavailable
+
+    try:
+        processed = app.worker.process([message_row_id])
+    except DatabaseUnavailable as exc:
+        reason = f"stored; not processed yet, the database failed ({exc})"
+        return {"outcome": "failed", "reference": None, "reason": reason}
+    done = processed[0] if processed else None
+    return {
+        "outcome": done.outcome if done else "failed",
+        "reference": done.reference if done else None,
+        "reason": done.reason if done else "not processed",
+    }
+
+
 @main.command()
 @with_config
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -47,13 +64,7 @@ def ingest(settings: Any, paths: tuple[Path, ...], as_json: bool) -> None:
             if accepted.duplicate:
                 result = {"outcome": "duplicate", "reference": None, "reason": "already accepted"}
             else:
-                processed = app.worker.process([accepted.message_row_id])
-                done = processed[0] if processed else None
-                result = {
-                    "outcome": done.outcome if done else "failed",
-                    "reference": done.reference if done else None,
-                    "reason": done.reason if done else "not processed",
-                }
+                result = _process(app, accepted.message_row_id)
             failed = failed or result["outcome"] == "failed"
             line = {"sha256": accepted.sha256, "message_id": accepted.message_id, **result}
             if as_json:

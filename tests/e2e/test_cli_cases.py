@@ -168,3 +168,24 @@ def test_case_raise_rejects_bad_arguments_with_exit_2(
     done = cli(config, "case", "raise", *argv, check=False)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_ingest_into_a_locked_database_says_so_in_one_line(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text().replace("[storage]", "busy_timeout_ms = 300\n\n[storage]"))
+    cli(config, "db", "upgrade")
+    eml = tmp_path / "one.eml"
+    eml.write_bytes(mail(sender="ops@brightenergy.example", subject="one", body=BODY))
+    blocker = sqlite3.connect(tmp_path / "var" / "gateway.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # a long write elsewhere holds the lock
+        done = cli(config, "ingest", str(eml), check=False)
+    finally:
+        blocker.close()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "cpsd-gateway: database unavailable: OperationalError: "
+        "(sqlite3.OperationalError) database is locked"
+    ]
+    assert cli_json(config, "cases", "list") == []
+    again = cli(config, "ingest", str(eml))  # once the lock is gone, the same file goes in
+    assert "case_created CPSD-000001" in again.stdout

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import smtplib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from gateway import db
 from gateway.accept_sql import AcceptStatements
@@ -18,6 +21,7 @@ from gateway.inbox import Envelope
 from gateway.models import Case, Message, Outbox
 from gateway.settings import load
 from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
+from tests.e2e.server import GatewayProcess, wait_for
 from tests.postgres import PostgresServer
 from tests.relay import Relay, relay_settings
 from tests.support import deliver_concurrently, free_port, queue_sample_mail, settings_text
@@ -145,6 +149,105 @@ def test_two_delivery_workers_on_one_postgresql_send_each_row_exactly_once(
         finally:
             for app in apps:
                 app.close()
+
+
+@contextmanager
+def _connections_killed_every(postgres: PostgresServer, seconds: float) -> Iterator[list[int]]:
+    """Terminate every client connection to the database but ours, again and again."""
+    killer = db.make_engine(postgres.url)
+    stop = threading.Event()
+    kills: list[int] = []
+
+    def kill() -> None:
+        while not stop.wait(seconds):
+            with killer.connect() as conn:
+                killed = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND backend_type = 'client backend'"
+                    )
+                ).scalar_one()
+            kills.append(int(killed))
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    try:
+        yield kills
+    finally:
+        stop.set()
+        thread.join()
+        killer.dispose()
+
+
+def _send_until_accepted(port: int, sender: str, raw: bytes) -> int:
+    """Send as a party's MTA would: on 451, try again. How many 451s it took."""
+    for attempt in range(50):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                client.sendmail(sender, ["cpsd@elexon.example"], raw)
+            return attempt
+        except smtplib.SMTPResponseException as exc:
+            assert exc.smtp_code == 451, exc  # temporary, never 5xx
+            time.sleep(0.05)
+    raise AssertionError("never accepted")
+
+
+def test_serve_on_postgresql_loses_and_doubles_nothing_while_its_connections_are_killed(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    # F21: the database drops every connection of the gateway (fail-over, a DBA, a
+    # restart) again and again while parties send cases over SMTP. A sender may hear
+    # 451 and retry; every case must still be raised exactly once, with exactly one
+    # acknowledgement, and no message may be marked failed for the database's fault.
+    config = postgres_config(postgres, tmp_path)
+    port = int(config.read_text().split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
+    ids = [f"<f21-{n}@brightenergy.example>" for n in range(30)]
+    engine = db.make_engine(postgres.url)
+    ours = select(Message.case_id).where(Message.message_id.in_(ids))
+    acknowledged = (
+        select(func.count())
+        .select_from(Outbox)
+        .where(Outbox.template == "acknowledgement", Outbox.status == "sent")
+        .where(Outbox.case_id.in_(ours))
+    )
+    gateway = GatewayProcess(config, port).start()
+    try:
+        with _connections_killed_every(postgres, 0.05) as kills:
+            retries = []
+            for n, message_id in enumerate(ids):
+                # One sender each: the automatic-reply rate limit is per recipient.
+                sender = f"ops.f21.{n}@brightenergy.example"
+                raw = mail(sender=sender, subject=f"F21 {n}", body=BODY, message_id=message_id)
+                retries.append(_send_until_accepted(port, sender, raw))
+        assert sum(kills) > 0, "the test never killed a connection"
+
+        def settled() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(acknowledged).scalar_one() >= len(ids)
+
+        assert wait_for(settled, timeout=60), "not every case was acknowledged"
+        time.sleep(0.5)  # anything doubled would show by now
+    finally:
+        assert gateway.stop() == 0
+    with engine.connect() as conn:
+        messages = conn.execute(
+            select(Message.message_id, Message.status, Message.case_id).where(
+                Message.message_id.in_(ids)
+            )
+        ).all()
+        acks = conn.scalars(
+            select(Outbox.case_id).where(
+                Outbox.template == "acknowledgement", Outbox.case_id.in_(ours)
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(m for m, _, _ in messages) == sorted(ids)  # each stored once
+    assert {status for _, status, _ in messages} == {"processed"}
+    cases = [case_id for _, _, case_id in messages]
+    assert len(set(cases)) == len(ids)  # a case each
+    assert Counter(acks) == Counter(cases)  # one acknowledgement each
+    print(f"connections killed: {sum(kills)}; 451s before a 250: {sum(retries)}")
 
 
 def test_the_accept_statements_store_what_the_orm_reads_back_on_postgresql(
