@@ -34,6 +34,10 @@ class GatewaySettings:
     message_id_domain: str = ""  # empty: the domain of the first mailbox
     installation_id: str = "cpsd-gateway"
     timezone: str = "Europe/London"
+    # New cases one sender may raise in an hour; past it their new cases wait in
+    # quarantine for staff (a script gone wrong, a mail loop, reference guessing: B51).
+    # 0 = no limit. Staff and replies to existing cases are never limited.
+    max_new_cases_per_sender_per_hour: int = 50
 
     def is_staff(self, address: str) -> bool:
         """An address of Elexon's own staff (by domain, compared in lower case)."""
@@ -350,6 +354,10 @@ def _check(settings: Settings) -> None:
     prefix = settings.gateway.reference_prefix
     if not (prefix.isascii() and prefix.isalpha() and 2 <= len(prefix) <= 10):
         raise SettingsError(f"{src}: [gateway] reference_prefix must be 2-10 letters")
+    if settings.gateway.max_new_cases_per_sender_per_hour < 0:
+        raise SettingsError(
+            f"{src}: [gateway] max_new_cases_per_sender_per_hour must be 0 (no limit) or more"
+        )
     host, _, port = settings.smtp.listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{src}: [smtp] listen must be host:port, not {settings.smtp.listen!r}")

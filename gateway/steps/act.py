@@ -8,6 +8,9 @@ every mail an Outgoing that the reply step queues in this same transaction.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from gateway import actions, cases, sla
 from gateway.context import Deps, MessageContext, Outgoing, Stop
@@ -31,6 +34,8 @@ def act(ctx: MessageContext, deps: Deps) -> Stop | None:
             return Stop("ignored", f"automatic message ({ctx.automatic}) matched no case")
         if ctx.row.sent_copy:  # staff's own mail from the Sent folder never raises a case
             return Stop("ignored", "a copy from the shared mailbox's sent folder matched no case")
+        if (held := _over_new_case_limit(ctx, deps)) is not None:
+            return held
         _raise(ctx, deps)
     elif ctx.sender.kind == "staff":
         _record(ctx, deps)
@@ -46,6 +51,31 @@ def act(ctx: MessageContext, deps: Deps) -> Stop | None:
     ctx.row.matched_by = ctx.matched_by
     ctx.outcome = "case_created" if ctx.case_created else "case_updated"
     return None
+
+
+def _over_new_case_limit(ctx: MessageContext, deps: Deps) -> Stop | None:
+    """Hold a sender's new case past their hourly limit (B51): no person raises cases
+    that fast, a runaway script or a loop does. Staff release what is real."""
+    limit = deps.settings.gateway.max_new_cases_per_sender_per_hour
+    sender = ctx.sender
+    assert sender is not None
+    if limit <= 0 or ctx.released or sender.kind == "staff" or sender.address is None:
+        return None
+    raised = deps.session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(
+            Case.opened_at >= deps.now - timedelta(hours=1),
+            func.lower(Case.raised_by_address) == sender.address.lower(),
+        )
+    )
+    if (raised or 0) < limit:
+        return None
+    return Stop(
+        "quarantined",
+        f"rate limit: {raised} new cases from {sender.address} in the last hour "
+        f"(at most {limit}); held for staff to release",
+    )
 
 
 def _raise(ctx: MessageContext, deps: Deps) -> None:

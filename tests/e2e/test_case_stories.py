@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from gateway.models import Case, utcnow
 from gateway.settings import Settings
+from gateway.worker import reset_for_reprocess
 from tests.e2e.desk import DCC_DESK, RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 
 CASE_BODY = """Summary: the DIP rejects our IF-041 submissions since 09:15
@@ -413,3 +415,33 @@ def test_a_sent_folder_copy_that_matches_no_case_raises_nothing(desk: Desk) -> N
     )
     assert done.outcome == "ignored" and "sent folder" in (done.reason or "")
     assert desk.outbox() == []
+
+
+def test_a_sender_raising_cases_faster_than_a_person_could_is_held_for_staff(
+    settings: Settings,
+) -> None:
+    # B51: a party's script misfires (or someone walks our references) and mails a new
+    # case every few seconds. Past the hourly limit the new cases wait in quarantine;
+    # replies on existing cases, other senders and staff are not held.
+    limited = dataclasses.replace(settings.gateway, max_new_cases_per_sender_per_hour=3)
+    desk = Desk(dataclasses.replace(settings, gateway=limited))
+    try:
+        refs = [raise_case(desk) for _ in range(3)]
+        held = desk.receive(mail(sender=RAISER, subject="DIP rejects IF-041", body=CASE_BODY))
+        assert held.outcome == "quarantined"
+        assert held.reason == (
+            f"rate limit: 3 new cases from {RAISER} in the last hour (at most 3); "
+            "held for staff to release"
+        )
+        acks = [s for s in desk.new_mail() if s.template == "acknowledgement"]
+        assert len(acks) == 3  # none for the held one
+        assert raise_case(desk, sender="ops@meadowpower.example")
+        update = desk.receive(reply_to(acks[0], sender=RAISER, body="Now 40 MPANs."))
+        assert update.outcome == "case_updated" and update.reference == refs[0]
+        # An analyst sees it is a real case and lets it through.
+        with desk.app.sessions.begin() as session:
+            reset_for_reprocess(session, held.message_row_id, release=True)
+        (released,) = desk.app.worker.process([held.message_row_id])
+        assert released.outcome == "case_created", released.reason
+    finally:
+        desk.close()

@@ -27,6 +27,10 @@ def test_embedded_defaults_load_and_resolve_paths_against_the_file() -> None:
         ("[smtp]\nmax_message_bytes = 'big'\n", "[smtp] max_message_bytes: must be a whole number"),
         ("[smtp]\nlisten = 'nowhere'\n", "[smtp] listen must be host:port"),
         ("[smtp]\nmax_sessions = 0\n", "[smtp] max_sessions must be at least 1"),
+        (
+            "[gateway]\nmax_new_cases_per_sender_per_hour = -1\n",
+            "[gateway] max_new_cases_per_sender_per_hour must be 0 (no limit) or more",
+        ),
         ("[outbound]\ntransport = 'pigeon'\n", "[outbound] transport: must be one of"),
         ("[gateway]\nmailboxes = 'cpsd@x.example'\n", "[gateway] mailboxes: must be a list"),
         ("[worker]\nenabled = 1\n", "[worker] enabled: must be true or false"),
