@@ -20,6 +20,7 @@ from gateway.app import build
 from gateway.inbox import Envelope
 from gateway.models import Case, Message, Outbox
 from gateway.settings import load
+from tests.dovecot import Dovecot, imap_block
 from tests.e2e.desk import RAISER, STAFF, STAFF_DESK, Desk, mail, reply_to
 from tests.e2e.server import GatewayProcess, wait_for
 from tests.postgres import PostgresServer
@@ -283,3 +284,37 @@ def test_the_accept_statements_store_what_the_orm_reads_back_on_postgresql(
             session.commit()
     finally:
         engine.dispose()
+
+
+def test_serve_on_postgresql_takes_a_case_from_the_shared_mailbox(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    # The IMAP poller accepts through the same accept process as SMTP, on PostgreSQL.
+    dovecot = Dovecot().start()
+    try:
+        config = postgres_config(postgres, tmp_path)
+        config.write_text(config.read_text() + imap_block(dovecot, tmp_path))
+        message_id = "<imap-on-pg@brightenergy.example>"
+        dovecot.append(
+            "INBOX", [mail(sender=RAISER, subject="IMAP on PG", body=BODY, message_id=message_id)]
+        )
+        engine = db.make_engine(postgres.url)
+        ours = select(Message.status, Message.envelope_to).where(Message.message_id == message_id)
+
+        def processed() -> bool:
+            with engine.connect() as conn:
+                row = conn.execute(ours).one_or_none()
+            return row is not None and row.status == "processed"
+
+        port = int(config.read_text().split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
+        gateway = GatewayProcess(config, port).start()
+        try:
+            assert wait_for(processed, timeout=10), gateway.log.read_text()
+        finally:
+            assert gateway.stop() == 0
+        with engine.connect() as conn:
+            assert conn.execute(ours).one().envelope_to == []  # IMAP has no envelope: a list
+        engine.dispose()
+        assert dovecot.count("INBOX") == 0
+    finally:
+        dovecot.destroy()
