@@ -17,6 +17,7 @@ import uvloop
 from gateway.acceptor import AcceptChannel
 from gateway.app import App
 from gateway.db import DatabaseUnavailable, database_unavailable
+from gateway.ingress import free_space
 from gateway.ingress.imap import start_pollers
 from gateway.ingress.smtp import Handler, Storer, smtp_factory
 
@@ -60,6 +61,8 @@ async def _serve(app: App) -> int:
             Storer(app.inbox, channel, executor),
             app.settings.gateway.mailboxes,
             max_recipients=app.settings.smtp.max_recipients,
+            free_space=free_space.of(app.settings),
+            max_message_bytes=app.settings.smtp.max_message_bytes,
         )
         factory = smtp_factory(
             handler,

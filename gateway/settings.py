@@ -64,6 +64,9 @@ class SmtpSettings:
     max_message_bytes: int = 26_214_400
     max_recipients: int = 100
     max_sessions: int = 64  # past it a new connection gets 421 (each may hold a message)
+    # MAIL FROM gets 452 while the disk holding the database (or raw store) has less
+    # than this plus 1.5x the message's size free (Postfix's queue_minfree, F7).
+    min_free_bytes: int = 64 * 1024 * 1024
     timeout_seconds: int = 300
     hostname: str = ""
 
@@ -363,6 +366,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{src}: [smtp] listen must be host:port, not {settings.smtp.listen!r}")
     if settings.smtp.max_message_bytes < 1024:
         raise SettingsError(f"{src}: [smtp] max_message_bytes must be at least 1024")
+    if settings.smtp.min_free_bytes < 0:
+        raise SettingsError(f"{src}: [smtp] min_free_bytes must be 0 or more")
     if settings.smtp.max_sessions < 1:
         raise SettingsError(f"{src}: [smtp] max_sessions must be at least 1")
     if not settings.database.url or "://" not in settings.database.url:

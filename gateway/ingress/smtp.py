@@ -21,6 +21,7 @@ from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from gateway.inbox import Accepted, Acceptor, Envelope, Incoming
+from gateway.ingress.free_space import FreeSpace
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,12 @@ class Handler:
         *,
         max_recipients: int = 100,
         allow_plus: bool = True,
+        free_space: FreeSpace | None = None,
+        max_message_bytes: int = 26_214_400,
     ) -> None:
         self._committer = committer
+        self._free_space = free_space
+        self._max_message_bytes = max_message_bytes
         self._mailboxes = {m.lower() for m in mailboxes}
         self._max_recipients = max_recipients
         self._allow_plus = allow_plus
@@ -81,6 +86,23 @@ class Handler:
         local, _, domain = address.rpartition("@")
         base = local.split("+", 1)[0]
         return self._allow_plus and "+" in local and f"{base}@{domain}" in self._mailboxes
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: SmtpEnvelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self._free_space is not None:
+            declared = [o[5:] for o in mail_options if o.startswith("SIZE=")]
+            size = int(declared[0]) if declared else self._max_message_bytes
+            if self._free_space.short_for(size) is not None:
+                return "452 4.3.1 Insufficient system storage, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

@@ -161,6 +161,27 @@ def test_oversized_message_gets_552_and_advertises_size(
     assert cli_json(config, "cases", "list") == []
 
 
+def test_a_disk_without_room_for_the_message_gets_452_at_mail_from(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    # F7: the disk under the database cannot keep the reserve (no disk here has an
+    # exabyte free). The sender hears 452 before it sends a byte of DATA and keeps the
+    # message for later; nothing half-stored, and the session itself goes on.
+    config, port = _smtp_config(tmp_path, f"min_free_bytes = {10**18}")
+    process = GatewayProcess(config, port).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("ops@brightenergy.example", ["cpsd@elexon.example"], make_mail())
+            assert refused.value.smtp_code == 452
+            assert b"4.3.1" in refused.value.smtp_error
+            assert client.noop()[0] == 250
+    finally:
+        assert process.stop() == 0
+    assert "bytes free" in process.log.read_text()
+    assert db_count(config, "select count(*) from messages") == 0
+
+
 def test_past_max_sessions_a_new_connection_gets_421_until_one_closes(
     tmp_path: Path, make_mail: Callable[..., bytes]
 ) -> None:

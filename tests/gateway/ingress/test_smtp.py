@@ -42,13 +42,14 @@ def test_a_session_has_the_commands_hooks_and_auth_of_a_stock_aiosmtpd_session()
     assert type(ours) is not SMTP
     assert set(ours._smtp_methods) == set(stock._smtp_methods)
     assert "DATA" in ours._smtp_methods and "STARTTLS" in ours._smtp_methods
-    assert set(ours._handle_hooks) == set(stock._handle_hooks) == {"RCPT", "DATA", "exception"}
+    assert set(ours._handle_hooks) == set(stock._handle_hooks)
+    assert set(ours._handle_hooks) == {"MAIL", "RCPT", "DATA", "exception"}
     assert set(ours._auth_methods) == set(stock._auth_methods)
 
 
 def test_the_handler_still_shows_aiosmtpd_every_hook_it_has() -> None:
     defined = sorted(n for n in vars(Handler) if n.startswith("handle_"))
-    assert defined == ["handle_DATA", "handle_RCPT", "handle_exception"]
+    assert defined == ["handle_DATA", "handle_MAIL", "handle_RCPT", "handle_exception"]
     assert [n for n in dir(_handler()) if n.startswith("handle_")] == defined
 
 
