@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from typing import Any, ClassVar, Protocol, cast
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from gateway.inbox import Accepted, Acceptor, Envelope, Incoming
 from gateway.ingress.free_space import FreeSpace
+from gateway.ingress.smtp_data import read_data
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +211,41 @@ class _Session(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """Marked while the message is coming in, so a shutdown lets it finish (F20)."""
+        """Marked from the start of the message to its reply, so a shutdown lets it finish
+        (F20); otherwise aiosmtpd's DATA with the message read in pieces
+        (gateway/ingress/smtp_data.py)."""
         self.receiving = True
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.receiving = False
+
+    async def _data(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await read_data(
+                self._reader, max_bytes=self.data_size_limit, max_line=self.line_length_limit
+            )
+        except asyncio.CancelledError:  # the connection went away mid-message
+            self._writer.close()
+            raise
+        if refusal is not None:
+            await self.push(refusal)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def hang_up(self) -> None:
         """Shutting down: an idle session is told 421 and closed; it will come back."""
