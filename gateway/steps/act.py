@@ -207,6 +207,8 @@ def _record(ctx: MessageContext, deps: Deps) -> None:
     detail = (ctx.row.subject or "") + suffix
     if ctx.matched_by and ctx.matched_by != "new":
         detail += f" [matched by {ctx.matched_by}]"
+    if ctx.notes and not ctx.case_created:  # a new case's notes go on "case_raised"
+        detail += "; " + "; ".join(ctx.notes)
     cases.record(
         deps.session,
         ctx.case,

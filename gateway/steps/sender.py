@@ -7,7 +7,7 @@ never a display name); anything ambiguous is quarantined rather than guessed.
 from __future__ import annotations
 
 from gateway.context import Deps, MessageContext, Sender, Stop
-from parsers.addresses import sender
+from parsers.addresses import address_list, sender
 
 
 def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
@@ -29,4 +29,14 @@ def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
             return Stop("quarantined", f"sender {address} is not in the party directory")
     ctx.row.sender_kind = ctx.sender.kind
     ctx.row.sender_party = party.id if party else None
+    _note_other_reply_to(ctx, address)
     return None
+
+
+def _note_other_reply_to(ctx: MessageContext, address: str) -> None:
+    """Reply-To is never where our mail goes (B50): we answer the From address and the
+    case's parties. A different Reply-To is shown on the case for a person to judge."""
+    assert ctx.parsed is not None and ctx.parsed.message is not None
+    others = sorted({a.key for a in address_list(ctx.parsed.message, "Reply-To", 5)} - {address})
+    if others:
+        ctx.notes.append(f"Reply-To {', '.join(others)} differs from From; mail goes to {address}")

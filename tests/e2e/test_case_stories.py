@@ -445,3 +445,35 @@ def test_a_sender_raising_cases_faster_than_a_person_could_is_held_for_staff(
         assert released.outcome == "case_created", released.reason
     finally:
         desk.close()
+
+
+def test_a_reply_to_elsewhere_is_shown_on_the_case_and_never_written_to(desk: Desk) -> None:
+    # B50: From is the party, Reply-To someone else. Our mail goes to the From address
+    # (and the case's parties); the difference is on the case for a person to judge.
+    raw = mail(
+        sender=RAISER,
+        subject="DIP rejects IF-041",
+        body=CASE_BODY,
+        headers={"Reply-To": "collector@elsewhere.example"},
+    )
+    done = desk.receive(raw)
+    assert done.outcome == "case_created", done.reason
+    sent = desk.new_mail()
+    assert not [s for s in sent if "collector@elsewhere.example" in s.to]
+    ack = only(sent, "acknowledgement", RAISER)
+    note = "Reply-To collector@elsewhere.example differs from From; mail goes to " + RAISER
+    (raised,) = [e for e in desk.case(done.reference or "")["events"] if e["kind"] == "case_raised"]
+    assert note in raised["detail"]
+    # The same on a later update from the party.
+    update = mail(
+        sender=RAISER,
+        subject=f"RE: {ack.message['Subject']}",
+        body="Now 40 MPANs.",
+        headers={"Reply-To": "collector@elsewhere.example"},
+        in_reply_to=ack.message["Message-ID"],
+    )
+    assert desk.receive(update).outcome == "case_updated"
+    events = desk.case(done.reference or "")["events"]
+    received = [e["detail"] for e in events if e["kind"] == "message_received"]
+    assert len(received) == 2 and note not in received[0] and note in received[1]
+    assert not [s for s in desk.new_mail() if "collector@elsewhere.example" in s.to]
