@@ -156,6 +156,10 @@ class ImapSettings:
     idle: bool = True
     batch_size: int = 250
     timeout_seconds: float = 60.0
+    # "microsoft-365": the mailbox is in Exchange Online, whose Authentication-Results
+    # carry no authserv-id; its topmost one (and Internal for mail from the tenant) is
+    # trusted for this mailbox's mail. "": only [authentication] authserv_ids count.
+    authentication_results: Literal["", "microsoft-365"] = ""
 
 
 AuthPolicy = Literal["strict", "relaxed", "off"]

@@ -8,6 +8,14 @@ the message arrived with, and should strip incoming ones with its id (RFC 8601 �
 it does not, the topmost is still its own, and a forged one further down is never read
 (reliability.md B49).
 
+Microsoft 365 (a shared mailbox in Exchange Online, read over IMAP) writes its field
+without an authserv-id: ``Authentication-Results: spf=pass (sender IP is …)
+smtp.mailfrom=…; dkim=pass …; dmarc=pass action=none header.from=…; compauth=…``. For
+such a mailbox the topmost field is read when it has no authserv-id: Exchange Online
+prepends its own above whatever the message arrived with. Mail from inside the tenant
+(staff) carries no such field; Exchange marks it ``X-MS-Exchange-Organization-AuthAs:
+Internal``, a header its header firewall removes from mail arriving from outside.
+
 The verdict: DMARC's, when the MTA evaluated it (it did the alignment). Otherwise an SPF
 or DKIM pass for the From domain (or a domain it belongs to) is a pass, SPF failing with
 no such DKIM pass is a fail (B48). A temporary or permanent error is neither (F18): it is
@@ -25,6 +33,7 @@ import authres
 
 Verdict = Literal["pass", "fail", "unverified"]
 
+MICROSOFT_365 = "microsoft-365"  # the name its authserv-id-less fields are judged under
 MAX_FIELDS = 50  # Authentication-Results fields looked at (B49: a message may carry many)
 MAX_VALUE = 8192  # characters of one field
 _ERRORS = frozenset({"temperror", "permerror"})
@@ -38,11 +47,21 @@ class Authentication:
 
 
 def authenticate(
-    message: EmailMessage, from_domain: str, trusted_ids: Collection[str]
+    message: EmailMessage,
+    from_domain: str,
+    trusted_ids: Collection[str],
+    *,
+    microsoft_365: bool = False,
 ) -> Authentication:
-    """The verdict of the topmost Authentication-Results field with a trusted authserv-id."""
+    """The verdict of the topmost Authentication-Results field with a trusted authserv-id
+    (or, from a Microsoft 365 mailbox, of its topmost field without one)."""
     trusted = {t.lower() for t in trusted_ids}
     values = [_unfold(str(v)) for v in (message.get_all("Authentication-Results") or [])]
+    if microsoft_365:
+        if _headers(message, "X-MS-Exchange-Organization-AuthAs") == ["internal"]:
+            return Authentication("pass", "sent from inside the Microsoft 365 organisation")
+        if values and "=" in _authserv_id(values[0]):  # no authserv-id: Exchange Online's
+            return verdict(f"{MICROSOFT_365}; {values[0]}", from_domain)
     for value in values[:MAX_FIELDS]:
         if _authserv_id(value) in trusted:
             return verdict(value, from_domain)
@@ -58,13 +77,18 @@ def verdict(value: str, from_domain: str) -> Authentication:
         return Authentication("unverified", f"unreadable Authentication-Results: {exc}")
     where = f"(Authentication-Results from {header.authserv_id})"
     results: Sequence[Any] = header.results
-    dmarc = [r for r in results if r.method == "dmarc"]
+    domain = from_domain.lower()
+    # DMARC speaks for the From domain it evaluated; for another one it says nothing here.
+    dmarc = [
+        r
+        for r in results
+        if r.method == "dmarc" and _property(r, "header", "from") in (None, domain)
+    ]
     if dmarc and dmarc[0].result in ("pass", "fail", *_ERRORS):
         said = f"dmarc={dmarc[0].result} {where}"
         if dmarc[0].result in _ERRORS:
             return Authentication("unverified", said)
         return Authentication(dmarc[0].result, said)
-    domain = from_domain.lower()
     for r in results:
         if r.result == "pass" and r.method in ("dkim", "spf"):
             signer = _property(r, "header", "d") if r.method == "dkim" else _spf_domain(r)
@@ -77,6 +101,15 @@ def verdict(value: str, from_domain: str) -> Authentication:
     if spf and all(s in _FAILS for s in spf):  # and no aligned pass, or we had returned
         return Authentication("fail", f"spf={spf[0]}, no DKIM pass for {domain} {where}")
     return Authentication("unverified", f"no SPF or DKIM pass for {domain} {where}")
+
+
+def _headers(message: EmailMessage, name: str) -> list[str]:
+    """Every value of a header, lower-cased; two where one is expected prove nothing."""
+    try:
+        found = message.get_all(name) or []
+        return [" ".join(str(v).split()).lower() for v in found[:MAX_FIELDS]]
+    except Exception:  # an unparseable value says nothing
+        return ["unreadable"]
 
 
 def _unfold(value: str) -> str:

@@ -11,6 +11,9 @@ verdict decides under the sender's policy (the party's own, else the default):
   through, but no automatic mail goes to parties because of it (see the reply step);
 - off: the verdict is recorded only.
 
+A shared mailbox in Microsoft 365 (``[[imap]] authentication_results = "microsoft-365"``)
+has Exchange Online's own verdict instead, for the mail read from it.
+
 Staff mail is held to strict whatever the policy says (unless it is off): it drives
 cases (``#close``, ``#assign``), and withholding its mails would not undo that. Copies
 read from our own Sent folder and messages staff released are not checked.
@@ -26,13 +29,17 @@ from parsers.authentication import authenticate as verdict_of_our_mta
 def authenticate(ctx: MessageContext, deps: Deps) -> Stop | None:
     settings = deps.settings.authentication
     sender = ctx.sender
-    if not settings.authserv_ids or ctx.row.sent_copy or ctx.released:
+    microsoft_365 = _from_microsoft_365(deps, ctx.row.source)
+    if not (settings.authserv_ids or microsoft_365) or ctx.row.sent_copy or ctx.released:
         return None
     assert sender is not None and sender.address is not None
     assert ctx.parsed is not None and ctx.parsed.message is not None
     policy = _policy(sender, settings)
     found = verdict_of_our_mta(
-        ctx.parsed.message, sender.address.rpartition("@")[2], settings.authserv_ids
+        ctx.parsed.message,
+        sender.address.rpartition("@")[2],
+        settings.authserv_ids,
+        microsoft_365=microsoft_365,
     )
     ctx.row.authentication = found.verdict
     if found.verdict == "pass" or policy == "off":
@@ -48,3 +55,11 @@ def _policy(sender: Sender, settings: AuthenticationSettings) -> AuthPolicy:
     if sender.kind == "staff":
         return "off" if settings.policy == "off" else "strict"
     return (sender.party.authentication if sender.party else None) or settings.policy
+
+
+def _from_microsoft_365(deps: Deps, source: str) -> bool:
+    """Read from a mailbox in Exchange Online (``[[imap]] authentication_results``)?"""
+    return any(
+        m.authentication_results == "microsoft-365" and source.startswith(f"imap:{m.name}:")
+        for m in deps.settings.imap
+    )

@@ -184,3 +184,30 @@ def test_a_release_says_plainly_when_the_mailbox_cannot_be_reached(
     assert f"ops: {QUARANTINE}: mailbox unreachable" in done.stdout
     assert "the copy stays there" in done.stdout
     assert dovecot.count(QUARANTINE) == 1
+
+
+def test_a_microsoft_365_mailbox_takes_exchange_onlines_verdict_on_each_sender(
+    dovecot: Dovecot, imap_config: Callable[..., Path]
+) -> None:
+    # The shared mailbox lives in Exchange Online, which writes Authentication-Results
+    # without an authserv-id, above any the message arrived with.
+    config = imap_config(extra='authentication_results = "microsoft-365"')
+
+    def exchange(dmarc: str) -> bytes:
+        return (
+            "Authentication-Results: spf=pass (sender IP is 40.107.22.51) "
+            "smtp.mailfrom=brightenergy.example; dkim=pass (signature was verified) "
+            f"header.d=brightenergy.example;dmarc={dmarc} action=none "
+            "header.from=brightenergy.example;compauth=pass reason=100\r\n"
+        ).encode()
+
+    genuine = exchange("pass") + party_mail(1)
+    # A forger's own "pass" sits under Exchange's "fail": only the topmost is read.
+    forged = exchange("fail") + exchange("pass") + party_mail(2)
+    dovecot.append("INBOX", [genuine, forged])
+    assert poll_once(config) == {"imported": 1, "duplicates": 0, "quarantined": 1, "failed": 0}
+    (case,) = cli_json(config, "cases", "list")
+    assert case["subject"] == "DIP rejects IF-041 for batch 1"
+    (held,) = cli_json(config, "quarantine", "list")
+    assert "dmarc=fail (Authentication-Results from microsoft-365)" in held["reason"]
+    assert dovecot.count(QUARANTINE) == 1

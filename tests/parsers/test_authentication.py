@@ -38,6 +38,7 @@ def _message(*results: str) -> EmailMessage:
             "unverified",
         ),
         (f"{OURS}; dkim=pass header.d=example", "unverified"),
+        (f"{OURS}; dmarc=pass header.from=attacker.example", "unverified"),  # not our From
         (f"{OURS}; spf=fail smtp.mailfrom={BRIGHT}; dkim=fail header.d={BRIGHT}", "fail"),
         (f"{OURS}; spf=softfail smtp.mailfrom={BRIGHT}; dkim=none", "fail"),
         (f"{OURS}; spf=fail smtp.mailfrom={BRIGHT}; dkim=pass header.d=mailer.example", "fail"),
@@ -90,3 +91,64 @@ def test_an_unreadable_field_of_ours_is_unverified_with_a_reason() -> None:
 def test_a_folded_field_is_read_whole() -> None:
     message = _message(f"{OURS};\r\n\tspf=fail smtp.mailfrom={BRIGHT};\r\n\tdkim=none")
     assert authenticate(message, BRIGHT, [OURS]).verdict == "fail"
+
+
+# -- a shared mailbox in Microsoft 365 ----------------------------------------------------
+
+M365 = (
+    "spf=pass (sender IP is 40.107.22.51) smtp.mailfrom={d}; dkim=pass (signature was "
+    "verified) header.d={d};dmarc={dmarc} action=none header.from={d};compauth=pass reason=100"
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "verdict"),
+    [
+        (M365.format(d=BRIGHT, dmarc="pass"), "pass"),
+        (M365.format(d=BRIGHT, dmarc="fail"), "fail"),
+        (
+            f"spf=fail (sender IP is 192.0.2.9) smtp.mailfrom={BRIGHT}; dkim=none (message not "
+            f"signed) header.d=none;dmarc=none action=none header.from={BRIGHT};"
+            "compauth=fail reason=001",
+            "fail",
+        ),
+        (M365.format(d="attacker.example", dmarc="pass"), "unverified"),
+    ],
+)
+def test_exchange_onlines_own_field_decides_for_a_microsoft_365_mailbox(
+    field: str, verdict: str
+) -> None:
+    found = authenticate(_message(field), BRIGHT, (), microsoft_365=True)
+    assert found.verdict == verdict, found.reason
+    assert "microsoft-365" in found.reason
+
+
+def test_a_field_without_an_authserv_id_is_trusted_only_from_a_microsoft_365_mailbox() -> None:
+    message = _message(M365.format(d=BRIGHT, dmarc="pass"))
+    assert authenticate(message, BRIGHT, (OURS,)).verdict == "unverified"
+
+
+def test_a_forged_pass_below_exchange_onlines_fail_is_never_read() -> None:
+    message = _message(M365.format(d=BRIGHT, dmarc="fail"), M365.format(d=BRIGHT, dmarc="pass"))
+    assert authenticate(message, BRIGHT, (), microsoft_365=True).verdict == "fail"
+
+
+def _internal(*auth_as: str) -> EmailMessage:
+    message = _message()
+    for value in auth_as:
+        message["X-MS-Exchange-Organization-AuthAs"] = value
+    return message
+
+
+def test_mail_from_inside_the_tenant_is_exchanges_to_vouch_for() -> None:
+    found = authenticate(_internal("Internal"), "elexon.example", (), microsoft_365=True)
+    assert found.verdict == "pass"
+    assert authenticate(_internal("Internal"), "elexon.example", ()).verdict == "unverified"
+    assert authenticate(_internal("Anonymous"), BRIGHT, (), microsoft_365=True).verdict == (
+        "unverified"
+    )
+    # Two answers where Exchange writes one: not proof of anything.
+    assert (
+        authenticate(_internal("Anonymous", "Internal"), BRIGHT, (), microsoft_365=True).verdict
+        == "unverified"
+    )
