@@ -113,6 +113,7 @@ def mail(
         message["In-Reply-To"] = in_reply_to
         message["References"] = references or in_reply_to
     for key, value in (headers or {}).items():
+        del message[key]  # a header given here replaces the default (Date)
         message[key] = value
     message.set_content(body)
     if html is not None:
