@@ -72,6 +72,15 @@ class _Wire:
         self.sock.sendall(data)
         return self.reply()
 
+    def transaction(self, data: bytes, hello: bytes = b"EHLO mta.brightenergy.example") -> bytes:
+        """A greeting, MAIL, RCPT and DATA from a party's MTA, then ``data`` exactly as
+        given; the reply to it."""
+        assert self.say(hello + b"\r\n").startswith(b"250")
+        assert self.say(b"MAIL FROM:<ops@brightenergy.example>\r\n").startswith(b"250")
+        assert self.say(b"RCPT TO:<cpsd@elexon.example>\r\n").startswith(b"250")
+        assert self.say(b"DATA\r\n").startswith(b"354")
+        return self.say(data)
+
     def close(self) -> None:
         self.file.close()
         self.sock.close()
@@ -100,11 +109,7 @@ def test_a_smuggled_second_message_stays_inside_the_first(
     )
     wire = _Wire(listener.port)
     try:
-        assert wire.say(b"EHLO mta.brightenergy.example\r\n").startswith(b"250")
-        assert wire.say(b"MAIL FROM:<ops@brightenergy.example>\r\n").startswith(b"250")
-        assert wire.say(b"RCPT TO:<cpsd@elexon.example>\r\n").startswith(b"250")
-        assert wire.say(b"DATA\r\n").startswith(b"354")
-        assert wire.say(head + body + b".\r\n").startswith(b"250")
+        assert wire.transaction(head + body + b".\r\n").startswith(b"250")
         assert wire.say(b"QUIT\r\n").startswith(b"221")
     finally:
         wire.close()
@@ -130,11 +135,8 @@ def test_an_8bit_body_without_8bitmime_is_kept_as_it_came(listener: GatewayProce
     raw = _head("8bit") + bytes(range(0x80, 0x100)) + b"\r\nMPAN 1200023305967 \xa3120\r\n"
     wire = _Wire(listener.port)
     try:
-        assert wire.say(b"HELO mta.brightenergy.example\r\n").startswith(b"250")
-        assert wire.say(b"MAIL FROM:<ops@brightenergy.example>\r\n").startswith(b"250")
-        assert wire.say(b"RCPT TO:<cpsd@elexon.example>\r\n").startswith(b"250")
-        assert wire.say(b"DATA\r\n").startswith(b"354")
-        assert wire.say(raw + b".\r\n").startswith(b"250")
+        reply = wire.transaction(raw + b".\r\n", hello=b"HELO mta.brightenergy.example")
+        assert reply.startswith(b"250")
     finally:
         wire.close()
     assert _stored(listener)[-1] == raw
