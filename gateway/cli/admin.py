@@ -75,32 +75,36 @@ def quarantine_list(settings: Any, as_json: bool) -> None:
 
 @quarantine.command("release")
 @with_config
-@click.argument("message_row_id", type=int)
-def quarantine_release(settings: Any, message_row_id: int) -> None:
-    """Let a held message through: the directory and party checks are lifted for it."""
+@click.argument("message_row_ids", type=int, nargs=-1, required=True)
+def quarantine_release(settings: Any, message_row_ids: tuple[int, ...]) -> None:
+    """Let held messages through: the directory and party checks are lifted for them."""
     from gateway.ingress.imap import released_copy_mover
     from gateway.worker import reset_for_reprocess
 
     app = build(settings)
-    with app.sessions.begin() as session:
-        row = session.get(Message, message_row_id)
-        if row is None or row.status != "quarantined":
-            click.echo(f"cpsd-gateway: message {message_row_id} is not in quarantine", err=True)
-            sys.exit(1)
-        reset_for_reprocess(session, message_row_id, release=True)
-        source, message_id, key = row.source, row.message_id, row.content_key
-    done = app.worker.process([message_row_id])
+    held_back = False
+    for message_row_id in dict.fromkeys(message_row_ids):
+        with app.sessions.begin() as session:
+            row = session.get(Message, message_row_id)
+            if row is None or row.status != "quarantined":
+                click.echo(f"cpsd-gateway: message {message_row_id} is not in quarantine", err=True)
+                held_back = True
+                continue
+            reset_for_reprocess(session, message_row_id, release=True)
+            source, message_id, key = row.source, row.message_id, row.content_key
+        done = app.worker.process([message_row_id])
+        for item in done:
+            click.echo(
+                f"{item.message_row_id}: {item.outcome} {item.reference or ''} {item.reason or ''}"
+            )
+        # Read from a shared mailbox: its copy sits in the quarantine folder on the server.
+        mover = released_copy_mover(app, source)
+        if mover is not None and all(d.outcome not in ("failed", "quarantined") for d in done):
+            click.echo(mover.move_released(message_id, key))
+        held_back = held_back or any(d.outcome in ("failed", "quarantined") for d in done)
     app.deliverer.deliver_due()
-    for item in done:
-        click.echo(
-            f"{item.message_row_id}: {item.outcome} {item.reference or ''} {item.reason or ''}"
-        )
-    # Read from a shared mailbox: its copy sits in the quarantine folder on the server.
-    mover = released_copy_mover(app, source)
-    if mover is not None and all(d.outcome not in ("failed", "quarantined") for d in done):
-        click.echo(mover.move_released(message_id, key))
     app.close()
-    sys.exit(1 if any(d.outcome in ("failed", "quarantined") for d in done) else 0)
+    sys.exit(1 if held_back else 0)
 
 
 @main.group()

@@ -189,3 +189,19 @@ def test_ingest_into_a_locked_database_says_so_in_one_line(config: Path, tmp_pat
     assert cli_json(config, "cases", "list") == []
     again = cli(config, "ingest", str(eml))  # once the lock is gone, the same file goes in
     assert "case_created CPSD-000001" in again.stdout
+
+
+def test_quarantine_release_takes_several_and_names_any_it_cannot(
+    config: Path, tmp_path: Path
+) -> None:
+    for n in (1, 2):
+        eml = tmp_path / f"{n}.eml"
+        eml.write_bytes(mail(sender="stranger@nowhere.example", subject=f"held {n}", body=BODY))
+        cli(config, "ingest", str(eml), check=False)
+    ids = [str(h["id"]) for h in cli_json(config, "quarantine", "list")]
+    assert len(ids) == 2
+    done = cli(config, "quarantine", "release", *ids, "999", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "cpsd-gateway: message 999 is not in quarantine"
+    assert [line.split()[1] for line in done.stdout.splitlines()] == ["case_created"] * 2
+    assert cli_json(config, "quarantine", "list") == []
