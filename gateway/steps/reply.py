@@ -40,7 +40,12 @@ def reply(ctx: MessageContext, deps: Deps) -> Stop | None:
                 )
             continue
         queue(
-            deps, item, actor=ctx.actor, cause_message_id=ctx.row.id, answering=ctx.row.message_id
+            deps,
+            item,
+            actor=ctx.actor,
+            cause_message_id=ctx.row.id,
+            answering=ctx.row.message_id,
+            new_case=ctx.case_created and item.case is ctx.case,
         )
     return None
 
@@ -57,9 +62,11 @@ def queue(
     actor: str,
     cause_message_id: int | None = None,
     answering: str | None = None,
+    new_case: bool = False,
 ) -> None:
-    """Queue one mail in the caller's transaction; ``answering`` is the Message-ID replied to."""
-    in_reply_to, references = _thread(deps, item, answering)
+    """Queue one mail in the caller's transaction; ``answering`` is the Message-ID replied
+    to, ``new_case`` says the case was opened by it (so nothing was exchanged on it yet)."""
+    in_reply_to, references = _thread(deps, item, answering, new_case)
     outbound.enqueue(
         deps.session,
         deps.renderer,
@@ -78,13 +85,15 @@ def queue(
     )
 
 
-def _thread(deps: Deps, item: Outgoing, answering: str | None) -> tuple[str | None, list[str]]:
+def _thread(
+    deps: Deps, item: Outgoing, answering: str | None, new_case: bool
+) -> tuple[str | None, list[str]]:
     """Continue the conversation the recipient already has on this case, if any."""
     if item.kind == "auto_reply" and answering:
-        earlier = _exchanged(deps, item.case, item.to) if item.case else []
+        earlier = _exchanged(deps, item.case, item.to) if item.case and not new_case else []
         chain = [m for m in earlier if m != answering] + [answering]
         return answering, chain[-MAX_REFERENCES:]
-    if item.case is None:
+    if item.case is None or new_case:
         return None, []
     chain = _exchanged(deps, item.case, item.to)
     return (chain[-1] if chain else None), chain[-MAX_REFERENCES:]
