@@ -376,6 +376,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{src}: [smtp] max_sessions must be at least 1")
     if not settings.database.url or "://" not in settings.database.url:
         raise SettingsError(f"{src}: [database] url must be a database URL")
+    if settings.database.url in ("sqlite://", "sqlite:///") or ":memory:" in settings.database.url:
+        # A 250 must mean "stored": mail accepted into memory is gone at the next restart.
+        raise SettingsError(f"{src}: [database] url: SQLite in memory keeps nothing; name a file")
 
 
 def secret(settings_source: str, env_name: str, file_name: str, what: str) -> str | None:

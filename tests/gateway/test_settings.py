@@ -28,6 +28,11 @@ def test_embedded_defaults_load_and_resolve_paths_against_the_file() -> None:
         ("[smtp]\nlisten = 'nowhere'\n", "[smtp] listen must be host:port"),
         ("[smtp]\nmax_sessions = 0\n", "[smtp] max_sessions must be at least 1"),
         ("[smtp]\nmin_free_bytes = -1\n", "[smtp] min_free_bytes must be 0 or more"),
+        ("[database]\nurl = 'sqlite://'\n", "[database] url: SQLite in memory keeps nothing"),
+        (
+            "[database]\nurl = 'sqlite:///:memory:'\n",
+            "[database] url: SQLite in memory keeps nothing",
+        ),
         (
             "[gateway]\nmax_new_cases_per_sender_per_hour = -1\n",
             "[gateway] max_new_cases_per_sender_per_hour must be 0 (no limit) or more",
