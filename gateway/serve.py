@@ -23,7 +23,8 @@ from gateway.ingress.smtp import Handler, Storer, smtp_factory
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 30.0
-UNAVAILABLE_WAIT_SECONDS = 0.5  # between passes while the database is down
+UNAVAILABLE_WAIT_SECONDS = 0.5  # the first wait while the database is down
+UNAVAILABLE_MAX_SECONDS = 30.0
 
 
 def serve(app: App) -> int:
@@ -100,35 +101,53 @@ async def _serve(app: App) -> int:
     return 0
 
 
+class _Outage:
+    """How long to wait before the next pass while the database is down: 0.5 s, doubling
+    to 30 s, so an outage of an hour is a few dozen log lines and reconnects, not
+    thousands; back to normal at the first pass that works."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def wait_after(self, error: Exception) -> float:
+        self.failures += 1
+        wait = min(UNAVAILABLE_MAX_SECONDS, UNAVAILABLE_WAIT_SECONDS * 2 ** (self.failures - 1))
+        log.warning("database unavailable (%d in a row), next try in %.1f s: %s",
+                    self.failures, wait, error)  # fmt: skip
+        return wait
+
+
 def _work_loop(app: App, stopping: threading.Event) -> None:
     idle = app.settings.worker.idle_seconds
+    outage = _Outage()
     while not stopping.is_set():
         app.work_ready.clear()
         try:
             done = app.worker.drain()
-        except DatabaseUnavailable as exc:
-            log.warning("database unavailable; messages wait for the next pass: %s", exc)
-            app.work_ready.wait(max(idle, UNAVAILABLE_WAIT_SECONDS))
+        except DatabaseUnavailable as exc:  # the messages wait, unchanged, for the next pass
+            app.work_ready.wait(max(idle, outage.wait_after(exc)))
             continue
         except Exception:
             log.exception("worker pass failed; retrying")
             done = []
+        outage.failures = 0
         if not done:
             app.work_ready.wait(idle)
 
 
 def _delivery_loop(app: App, stopping: threading.Event) -> None:
     idle = app.settings.worker.idle_seconds
+    outage = _Outage()
     while not stopping.is_set():
         app.mail_ready.clear()
         try:
             delivered = app.deliverer.deliver_due()
         except Exception as exc:
-            if database_unavailable(exc):
-                log.warning("database unavailable; delivery waits for the next pass: %s", exc)
-                app.mail_ready.wait(max(idle, UNAVAILABLE_WAIT_SECONDS))
+            if database_unavailable(exc):  # leases bring back whatever was mid-send
+                app.mail_ready.wait(max(idle, outage.wait_after(exc)))
                 continue
             log.exception("delivery pass failed; retrying")
             delivered = []
+        outage.failures = 0
         if not delivered:
             app.mail_ready.wait(idle)
