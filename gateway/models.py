@@ -80,6 +80,11 @@ class Message(Base):
     sender_party: Mapped[str | None] = mapped_column(String(64))
     # pass | fail | unverified, from our MTA's Authentication-Results; None: not checked
     authentication: Mapped[str | None] = mapped_column(String(20))
+    # A worker is on it since then (committed before it starts); cleared when it is done.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))  # host:pid:token
+    # Claims that never finished: the process died while working on this message.
+    interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Case(Base):

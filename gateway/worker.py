@@ -8,15 +8,27 @@ processing twice can never create two cases, because nothing of the first try co
 When the database itself fails (connection lost, lock timeout), the batch rolls back and
 ``DatabaseUnavailable`` is raised: nothing is marked failed for the database's fault, and
 the next pass processes the same messages.
+
+A message that kills the process working on it (a parser that exhausts memory, a
+kill -9 at the same point each time) must not be retried for ever (reliability.md I2).
+So a batch is claimed in a short transaction of its own before any work, naming the
+claiming process. A claim left by a process that is gone (on this host: no such pid, or
+an earlier life of our own pid; elsewhere: older than CLAIM_STALE) counts as an
+interruption; at MAX_INTERRUPTIONS the message is quarantined with the reason, raw
+bytes kept. A claim of a live worker is left alone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import pipeline
@@ -26,6 +38,11 @@ from gateway.models import Case, Message, utcnow
 from gateway.rawstore import RawStore
 
 log = logging.getLogger(__name__)
+
+CLAIM_STALE = timedelta(seconds=60)  # a batch takes seconds; a minute-old claim is orphaned
+MAX_INTERRUPTIONS = 3
+_HOST = socket.gethostname()[:100]
+_CLAIMER = f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"  # this process, this life
 
 STATUS_BY_OUTCOME = {
     "case_created": "processed",
@@ -59,17 +76,30 @@ class Worker:
         self._make_deps = make_deps
         self._batch_size = batch_size
         self._after_commit = after_commit
+        self._claimed: set[int] = set()  # ours, still claimed after a database failure
 
     def pending_ids(self, limit: int) -> list[int]:
+        """Received messages no other live worker has claimed, oldest first."""
+        now = utcnow()
         with self._sessions() as session:
-            return list(
-                session.scalars(
-                    select(Message.id)
-                    .where(Message.status == "received")
-                    .order_by(Message.id)
-                    .limit(limit)
+            rows = session.execute(
+                select(Message.id, Message.claimed_at, Message.claimed_by)
+                .where(
+                    Message.status == "received",
+                    or_(
+                        Message.claimed_at.is_(None),
+                        Message.claimed_at < now - CLAIM_STALE,
+                        Message.claimed_by.startswith(f"{_HOST}:", autoescape=True),
+                    ),
                 )
-            )
+                .order_by(Message.id)
+                .limit(limit)
+            ).all()
+        return [
+            row_id
+            for row_id, at, by in rows
+            if at is None or row_id in self._claimed or _orphaned(at, by, now)
+        ]
 
     def drain(self) -> list[Processed]:
         """Process every received message, batch by batch, until none is left."""
@@ -80,7 +110,10 @@ class Worker:
 
     def process(self, ids: Sequence[int]) -> list[Processed]:
         try:
-            return self._process_or_split(ids)
+            claimed, held = self._claim(ids)
+            done = held + self._process_or_split(claimed)
+            self._claimed.difference_update(claimed)  # finished, one way or another
+            return done
         except Exception as exc:
             if database_unavailable(exc):
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -88,6 +121,31 @@ class Worker:
         finally:
             if self._after_commit is not None:
                 self._after_commit()  # whatever did commit may have queued mail
+
+    def _claim(self, ids: Sequence[int]) -> tuple[list[int], list[Processed]]:
+        """Commit our claim on these messages before any work on them: (the ids now ours,
+        in the order given; those set aside after too many interruptions)."""
+        now = utcnow()
+        claimed: set[int] = set()
+        held: list[Processed] = []
+        with self._sessions.begin() as session:
+            rows = session.scalars(
+                select(Message)
+                .where(Message.id.in_(ids), Message.status == "received")
+                .with_for_update(skip_locked=True)
+            )
+            for row in rows:
+                if row.claimed_at is not None and row.id not in self._claimed:
+                    if not _orphaned(row.claimed_at, row.claimed_by, now):
+                        continue  # a live worker is on it
+                    row.interruptions += 1
+                    if row.interruptions >= MAX_INTERRUPTIONS:
+                        held.append(_set_aside(row, now))
+                        continue
+                row.claimed_at, row.claimed_by = now, _CLAIMER
+                claimed.add(row.id)
+        self._claimed |= claimed
+        return [i for i in ids if i in claimed], held
 
     def _process_or_split(self, ids: Sequence[int]) -> list[Processed]:
         """The batch in one transaction; if it fails, each message in its own."""
@@ -139,6 +197,7 @@ class Worker:
         row.outcome = outcome
         row.reason = ctx.reason
         row.processed_at = utcnow()
+        row.claimed_at = row.claimed_by = None
         reference = ctx.case.reference if isinstance(ctx.case, Case) else None
         return Processed(row.id, outcome, reference, ctx.reason)
 
@@ -154,8 +213,41 @@ def _fail(row: Message, exc: Exception) -> Processed:
     row.outcome = "failed"
     row.reason = f"{type(exc).__name__}: {exc}"[:2000]
     row.processed_at = utcnow()
+    row.claimed_at = row.claimed_by = None
     row.attempts += 1
     return Processed(row.id, "failed", None, row.reason)
+
+
+def _orphaned(claimed_at: datetime, claimed_by: str | None, now: datetime) -> bool:
+    """Was this claim left by a process that is gone?"""
+    if claimed_at < now - CLAIM_STALE:
+        return True
+    parts = (claimed_by or "").rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False  # another machine's: only time tells
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return claimed_by != _CLAIMER  # an earlier life of this pid (a restarted container)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (not ours to signal)
+    return False
+
+
+def _set_aside(row: Message, now: datetime) -> Processed:
+    row.status = row.outcome = "quarantined"
+    row.reason = (
+        f"processing was interrupted {row.interruptions} times (the gateway stopped or "
+        "died while working on this message); set aside for a person: reprocess or "
+        "release it once the cause is known"
+    )
+    row.processed_at = now
+    row.claimed_at = row.claimed_by = None
+    log.error("message %d set aside: %s", row.id, row.reason)
+    return Processed(row.id, "quarantined", None, row.reason)
 
 
 def reset_for_reprocess(session: Session, row_id: int, *, release: bool = False) -> Message | None:
@@ -164,4 +256,5 @@ def reset_for_reprocess(session: Session, row_id: int, *, release: bool = False)
     if row is not None:
         row.status, row.reason = "received", None
         row.outcome = "released" if release else None
+        row.claimed_at, row.claimed_by, row.interruptions = None, None, 0
     return row
