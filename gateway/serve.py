@@ -116,6 +116,10 @@ class _Outage:
                     self.failures, wait, error)  # fmt: skip
         return wait
 
+    def over(self) -> None:
+        """A pass worked: the next outage starts from the first wait again."""
+        self.failures = 0
+
 
 def _work_loop(app: App, stopping: threading.Event) -> None:
     idle = app.settings.worker.idle_seconds
@@ -130,7 +134,7 @@ def _work_loop(app: App, stopping: threading.Event) -> None:
         except Exception:
             log.exception("worker pass failed; retrying")
             done = []
-        outage.failures = 0
+        outage.over()
         if not done:
             app.work_ready.wait(idle)
 
@@ -148,6 +152,6 @@ def _delivery_loop(app: App, stopping: threading.Event) -> None:
                 continue
             log.exception("delivery pass failed; retrying")
             delivered = []
-        outage.failures = 0
+        outage.over()
         if not delivered:
             app.mail_ready.wait(idle)

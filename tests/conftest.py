@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway import db
+from gateway.app import App, build
 from gateway.settings import Settings, load
 from tests.support import free_port, settings_text
 
@@ -37,6 +40,18 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def locked(settings: Settings) -> Iterator[tuple[App, sqlite3.Connection]]:
+    """An app whose busy timeout is short, and a second connection that can take the
+    write lock away from it, as a long transaction elsewhere would."""
+    database = dataclasses.replace(settings.database, busy_timeout_ms=300)
+    app = build(dataclasses.replace(settings, database=database))
+    blocker = sqlite3.connect(database.url.split("///", 1)[1], isolation_level=None)
+    yield app, blocker
+    blocker.close()
+    app.close()
 
 
 def mail(

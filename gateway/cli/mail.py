@@ -31,21 +31,22 @@ def serve(settings: Any) -> None:
     sys.exit(run(build(settings)))
 
 
-def _process(app: Any, message_row_id: int) -> dict[str, Any]:
-    """One ingested message through the worker; stored but waiting if the database fails."""
+def _process(app: Any, message_row_id: int) -> tuple[dict[str, Any], bool]:
+    """One ingested message through the worker: its result line, and whether the command
+    did what was asked. Stored but not processed here, it says so and why: "received"."""
     from gateway.db import DatabaseUnavailable
 
     try:
         processed = app.worker.process([message_row_id])
     except DatabaseUnavailable as exc:
         reason = f"stored; not processed yet, the database failed ({exc})"
-        return {"outcome": "failed", "reference": None, "reason": reason}
-    done = processed[0] if processed else None
-    return {
-        "outcome": done.outcome if done else "failed",
-        "reference": done.reference if done else None,
-        "reason": done.reason if done else "not processed",
-    }
+        return {"outcome": "received", "reference": None, "reason": reason}, False
+    if not processed:  # `serve` (or another ingest) claimed it first and is on it
+        reason = "stored; another worker is processing it"
+        return {"outcome": "received", "reference": None, "reason": reason}, True
+    done = processed[0]
+    result = {"outcome": done.outcome, "reference": done.reference, "reason": done.reason}
+    return result, done.outcome != "failed"
 
 
 @main.command()
@@ -64,8 +65,8 @@ def ingest(settings: Any, paths: tuple[Path, ...], as_json: bool) -> None:
             if accepted.duplicate:
                 result = {"outcome": "duplicate", "reference": None, "reason": "already accepted"}
             else:
-                result = _process(app, accepted.message_row_id)
-            failed = failed or result["outcome"] == "failed"
+                result, ok = _process(app, accepted.message_row_id)
+                failed = failed or not ok
             line = {"sha256": accepted.sha256, "message_id": accepted.message_id, **result}
             if as_json:
                 click.echo(json.dumps(line, ensure_ascii=False))

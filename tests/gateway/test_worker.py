@@ -3,13 +3,12 @@ message that keeps killing its worker is set aside."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -23,37 +22,31 @@ from gateway.settings import Settings
 from gateway.worker import CLAIM_STALE, MAX_INTERRUPTIONS, reset_for_reprocess
 
 
-def test_a_locked_database_leaves_the_batch_waiting_not_failed(
-    settings: Settings, make_mail: Callable[..., bytes]
-) -> None:
-    database = dataclasses.replace(settings.database, busy_timeout_ms=300)
-    app = app_module.build(dataclasses.replace(settings, database=database))
-    blocker = sqlite3.connect(database.url.split("///", 1)[1], isolation_level=None)
-    try:
-        ids = [
-            app.inbox.accept(
-                make_mail(message_id=f"<w{n}@brightenergy.example>", subject=f"w{n}"),
-                Envelope(),
-                "test",
-            ).message_row_id
-            for n in range(3)
-        ]
-        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the lock past the timeout
-        with pytest.raises(DatabaseUnavailable, match="database is locked"):
-            app.worker.process(ids)
-        blocker.execute("ROLLBACK")
-        with app.sessions() as session:
-            statuses = session.scalars(select(Message.status).where(Message.id.in_(ids))).all()
-        assert statuses == ["received"] * 3  # waiting, not failed for the database's fault
-        assert [d.outcome for d in app.worker.process(ids)] == ["case_created"] * 3
-    finally:
-        blocker.close()
-        app.close()
+@pytest.fixture
+def app(settings: Settings) -> Iterator[app_module.App]:
+    built = app_module.build(settings)
+    yield built
+    built.close()
 
 
 def _accepted(app: app_module.App, make_mail: Callable[..., bytes], n: int) -> int:
     raw = make_mail(message_id=f"<c{n}@brightenergy.example>", subject=f"c{n}")
     return app.inbox.accept(raw, Envelope(), "test").message_row_id
+
+
+def test_a_locked_database_leaves_the_batch_waiting_not_failed(
+    locked: tuple[app_module.App, sqlite3.Connection], make_mail: Callable[..., bytes]
+) -> None:
+    app, blocker = locked
+    ids = [_accepted(app, make_mail, n) for n in range(3)]
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the lock past the timeout
+    with pytest.raises(DatabaseUnavailable, match="database is locked"):
+        app.worker.process(ids)
+    blocker.execute("ROLLBACK")
+    with app.sessions() as session:
+        statuses = session.scalars(select(Message.status).where(Message.id.in_(ids))).all()
+    assert statuses == ["received"] * 3  # waiting, not failed for the database's fault
+    assert [d.outcome for d in app.worker.process(ids)] == ["case_created"] * 3
 
 
 def _left_by_a_dead_worker(
@@ -88,89 +81,67 @@ def _a_finished_pid() -> int:
     ids=["dead-pid", "restarted-pid"],
 )
 def test_a_claim_left_on_this_host_by_a_process_now_gone_is_taken_up_at_once(
-    settings: Settings, make_mail: Callable[..., bytes], claimer: Callable[[], str]
+    app: app_module.App, make_mail: Callable[..., bytes], claimer: Callable[[], str]
 ) -> None:
     # A kill -9 and a restart: the batch in flight is taken up at once, not a minute later.
-    app = app_module.build(settings)
-    try:
-        row_id = _accepted(app, make_mail, 1)
-        _left_by_a_dead_worker(app, row_id, ago=timedelta(seconds=1), by=claimer())
-        (done,) = app.worker.drain()
-        assert done.outcome == "case_created"
-    finally:
-        app.close()
+    row_id = _accepted(app, make_mail, 1)
+    _left_by_a_dead_worker(app, row_id, ago=timedelta(seconds=1), by=claimer())
+    (done,) = app.worker.drain()
+    assert done.outcome == "case_created"
 
 
 def test_a_message_whose_worker_died_is_processed_and_the_interruption_counted(
-    settings: Settings, make_mail: Callable[..., bytes]
+    app: app_module.App, make_mail: Callable[..., bytes]
 ) -> None:
-    app = app_module.build(settings)
-    try:
-        row_id = _accepted(app, make_mail, 1)
-        _left_by_a_dead_worker(app, row_id, ago=CLAIM_STALE + timedelta(seconds=1))
-        (done,) = app.worker.drain()
-        assert done.outcome == "case_created"
-        with app.sessions() as session:
-            row = session.get(Message, row_id)
-            assert row is not None and row.interruptions == 1 and row.claimed_at is None
-    finally:
-        app.close()
+    row_id = _accepted(app, make_mail, 1)
+    _left_by_a_dead_worker(app, row_id, ago=CLAIM_STALE + timedelta(seconds=1))
+    (done,) = app.worker.drain()
+    assert done.outcome == "case_created"
+    with app.sessions() as session:
+        row = session.get(Message, row_id)
+        assert row is not None and row.interruptions == 1 and row.claimed_at is None
 
 
 def test_a_fresh_claim_is_another_workers_and_is_left_alone(
-    settings: Settings, make_mail: Callable[..., bytes]
+    app: app_module.App, make_mail: Callable[..., bytes]
 ) -> None:
-    app = app_module.build(settings)
-    try:
-        theirs, ours = _accepted(app, make_mail, 1), _accepted(app, make_mail, 2)
-        _left_by_a_dead_worker(app, theirs, ago=timedelta(seconds=5))
-        assert [d.message_row_id for d in app.worker.drain()] == [ours]
-        assert app.worker.process([theirs]) == []
-    finally:
-        app.close()
+    theirs, ours = _accepted(app, make_mail, 1), _accepted(app, make_mail, 2)
+    _left_by_a_dead_worker(app, theirs, ago=timedelta(seconds=5))
+    assert [d.message_row_id for d in app.worker.drain()] == [ours]
+    assert app.worker.process([theirs]) == []
 
 
 def test_a_message_that_keeps_killing_its_worker_is_set_aside_for_a_person(
-    settings: Settings, make_mail: Callable[..., bytes]
+    app: app_module.App, make_mail: Callable[..., bytes]
 ) -> None:
-    app = app_module.build(settings)
-    try:
-        row_id = _accepted(app, make_mail, 1)
-        _left_by_a_dead_worker(
-            app, row_id, ago=timedelta(minutes=5), interruptions=MAX_INTERRUPTIONS - 1
-        )
-        (done,) = app.worker.drain()
-        assert done.outcome == "quarantined"
-        assert done.reason is not None
-        assert done.reason.startswith(f"processing was interrupted {MAX_INTERRUPTIONS} times")
-        with app.sessions.begin() as session:
-            assert session.scalar(select(func.count()).select_from(Case)) == 0
-            reset_for_reprocess(session, row_id, release=True)  # the cause was found
-        (released,) = app.worker.process([row_id])
-        assert released.outcome == "case_created"
-    finally:
-        app.close()
+    row_id = _accepted(app, make_mail, 1)
+    _left_by_a_dead_worker(
+        app, row_id, ago=timedelta(minutes=5), interruptions=MAX_INTERRUPTIONS - 1
+    )
+    (done,) = app.worker.drain()
+    assert done.outcome == "quarantined"
+    assert done.reason is not None
+    assert done.reason.startswith(f"processing was interrupted {MAX_INTERRUPTIONS} times")
+    with app.sessions.begin() as session:
+        assert session.scalar(select(func.count()).select_from(Case)) == 0
+        reset_for_reprocess(session, row_id, release=True)  # the cause was found
+    (released,) = app.worker.process([row_id])
+    assert released.outcome == "case_created"
 
 
 def test_after_a_database_failure_its_own_claims_are_taken_up_again_not_counted(
-    settings: Settings, make_mail: Callable[..., bytes]
+    locked: tuple[app_module.App, sqlite3.Connection], make_mail: Callable[..., bytes]
 ) -> None:
-    database = dataclasses.replace(settings.database, busy_timeout_ms=300)
-    app = app_module.build(dataclasses.replace(settings, database=database))
-    blocker = sqlite3.connect(database.url.split("///", 1)[1], isolation_level=None)
-    try:
-        row_id = _accepted(app, make_mail, 1)
-        claimed, _ = app.worker._claim([row_id])  # claimed, then the database goes away
-        assert claimed == [row_id]
-        blocker.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(DatabaseUnavailable):
-            app.worker.process([row_id])
-        blocker.execute("ROLLBACK")
-        (done,) = app.worker.drain()  # at once, not a minute later
-        assert done.outcome == "case_created"
-        with app.sessions() as session:
-            row = session.get(Message, row_id)
-            assert row is not None and row.interruptions == 0
-    finally:
-        blocker.close()
-        app.close()
+    app, blocker = locked
+    row_id = _accepted(app, make_mail, 1)
+    claimed, _ = app.worker._claim([row_id])  # claimed, then the database goes away
+    assert claimed == [row_id]
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(DatabaseUnavailable):
+        app.worker.process([row_id])
+    blocker.execute("ROLLBACK")
+    (done,) = app.worker.drain()  # at once, not a minute later
+    assert done.outcome == "case_created"
+    with app.sessions() as session:
+        row = session.get(Message, row_id)
+        assert row is not None and row.interruptions == 0
