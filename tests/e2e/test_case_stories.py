@@ -8,7 +8,7 @@ from datetime import timedelta
 from email.utils import format_datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.models import Case, utcnow
 from gateway.settings import Settings
@@ -490,3 +490,70 @@ def test_a_reply_to_elsewhere_is_shown_on_the_case_and_never_written_to(desk: De
     received = [e["detail"] for e in events if e["kind"] == "message_received"]
     assert len(received) == 2 and note not in received[0] and note in received[1]
     assert not [s for s in desk.new_mail() if "collector@elsewhere.example" in s.to]
+
+
+def test_our_own_acknowledgement_coming_back_raises_nothing_and_is_not_answered(
+    desk: Desk,
+) -> None:
+    # B56: the party's mailbox forwards everything back to us, or a relay returns it.
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+    with desk.app.sessions() as session:
+        from gateway.models import Outbox
+
+        row = session.get(Outbox, ack.row_id)
+        assert row is not None
+        raw = row.raw
+    done = desk.receive(raw)
+    assert done.outcome == "ignored" and "X-CPSD-Loop" in (done.reason or "")
+
+    # A relay that strips our loop header still gives back our Message-ID.
+    stripped = b"\r\n".join(
+        line for line in raw.split(b"\r\n") if not line.startswith(b"X-CPSD-Loop:")
+    )
+    assert stripped != raw
+    done = desk.receive(stripped)
+    assert done.outcome == "ignored", done.reason
+    assert f"outbox row {ack.row_id}" in (done.reason or "")
+
+    assert desk.new_mail() == []
+    with desk.app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Case)) == 1
+    assert [e["kind"] for e in desk.case(ref)["events"]].count("message_received") == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        (("Precedence", "bulk"), "Precedence: bulk"),
+        (("List-Id", "<ops.brightenergy.example>"), "List-Id"),
+        (("X-Loop", "yes"), "X-Loop"),
+    ],
+)
+def test_bulk_mail_is_recorded_on_its_case_or_kept_aside_and_never_answered(
+    desk: Desk, header: tuple[str, str], named: str
+) -> None:
+    # B54: our routing raises no case from list or bulk mail (a machine sent it), but a
+    # bulk reply on a known case is still the party's word on it.
+    ref = raise_case(desk)
+    ack = only(desk.new_mail(), "acknowledgement", RAISER)
+
+    stray = mail(sender=RAISER, subject="Daily DIP report", body=CASE_BODY, headers=dict([header]))
+    done = desk.receive(stray)
+    assert done.outcome == "ignored" and named in (done.reason or ""), done.reason
+    with desk.app.sessions() as session:
+        from gateway.models import Message
+
+        row = session.get(Message, done.message_row_id)
+        assert row is not None and desk.app.store.get(session, row.sha256) == stray
+
+    on_case = mail(
+        sender=RAISER,
+        subject=f"RE: {ack.message['Subject']}",
+        body="Still failing this morning.",
+        in_reply_to=ack.message["Message-ID"],
+        headers=dict([header]),
+    )
+    done = desk.receive(on_case)
+    assert done.outcome == "case_updated" and done.reference == ref, done.reason
+    assert [s for s in desk.new_mail() if RAISER in s.to] == []
