@@ -305,6 +305,47 @@ def test_sigkill_after_accept_loses_nothing_and_doubles_nothing(
     assert len(_outbox(config)) == 1
 
 
+def test_sigkill_in_the_middle_of_data_leaves_nothing_and_the_resend_is_one_case(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    # F1: the gateway dies with half of a large DATA on the wire. The client sees the
+    # connection drop and no 250; nothing half-stored shows; its MTA sends again.
+    port = free_port()
+    config = tmp_path / "settings.toml"
+    config.write_text(settings_text(tmp_path, port))
+    first = GatewayProcess(config, port).start()
+    raw = make_mail(body="Evidence follows.\n" + "DIP status line, all REJECTED\n" * 200_000)
+    wire = socket.create_connection(("127.0.0.1", port), timeout=10)
+    reply = wire.makefile("rb")
+    assert reply.readline().startswith(b"220")
+    for command in (b"EHLO mta.brightenergy.example", b"MAIL FROM:<ops@brightenergy.example>",
+                    b"RCPT TO:<cpsd@elexon.example>", b"DATA"):  # fmt: skip
+        wire.sendall(command + b"\r\n")
+        while (line := reply.readline())[3:4] == b"-":
+            pass
+    assert line.startswith(b"354")
+    wire.sendall(raw[: len(raw) // 2])
+    first.kill()
+    try:
+        answer = reply.readline()
+    except ConnectionResetError:
+        answer = b""
+    assert answer == b""  # the line closed or reset, never a 250
+    wire.close()
+    assert db_count(config, "SELECT count(*) FROM messages") == 0
+
+    second = GatewayProcess(config, port).start()
+    try:
+        _send(port, raw)
+        assert wait_for(lambda: _outbox(config), timeout=5)
+        time.sleep(0.5)
+    finally:
+        assert second.stop() == 0
+    assert [c["reference"] for c in cli_json(config, "cases", "list")] == ["CPSD-000001"]
+    assert db_count(config, "SELECT count(*) FROM messages") == 1
+    assert len(_outbox(config)) == 1
+
+
 def test_sigterm_exits_0(gateway: GatewayProcess) -> None:
     assert gateway.stop() == 0
 

@@ -7,6 +7,7 @@ stored row is exactly what the listener accepted) and reads the stored bytes bac
 from __future__ import annotations
 
 import hashlib
+import json
 import smtplib
 import socket
 import sqlite3
@@ -140,3 +141,47 @@ def test_an_8bit_body_without_8bitmime_is_kept_as_it_came(listener: GatewayProce
     finally:
         wire.close()
     assert _stored(listener)[-1] == raw
+
+
+def test_past_the_recipient_limit_each_extra_rcpt_gets_452_and_the_rest_is_kept(
+    listener: GatewayProcess,
+) -> None:
+    # B8: a recipient flood. RFC 5321 4.5.3.1.8 asks for at least 100; past our limit
+    # (default 100) each extra RCPT gets 452, and the message goes to the first 100.
+    wire = _Wire(listener.port)
+    try:
+        assert wire.say(b"EHLO mta.brightenergy.example\r\n").startswith(b"250")
+        assert wire.say(b"MAIL FROM:<ops@brightenergy.example>\r\n").startswith(b"250")
+        replies = [wire.say(b"RCPT TO:<cpsd+%d@elexon.example>\r\n" % n)[:9] for n in range(150)]
+        assert replies == [b"250 2.1.5"] * 100 + [b"452 4.5.3"] * 50
+        assert wire.say(b"DATA\r\n").startswith(b"354")
+        assert wire.say(_head("flood") + b"Hello.\r\n.\r\n").startswith(b"250")
+    finally:
+        wire.close()
+    database = listener.config.parent / "var" / "gateway.db"
+    with closing(sqlite3.connect(database, timeout=10)) as conn:
+        (envelope_to,) = conn.execute(
+            "SELECT envelope_to FROM messages ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert json.loads(envelope_to) == [f"cpsd+{n}@elexon.example" for n in range(100)]
+
+
+def test_a_client_that_drops_the_line_after_the_dot_and_resends_gives_one_message(
+    listener: GatewayProcess,
+) -> None:
+    # F2, the client's side: the MTA sends the final dot and drops the connection
+    # without reading our answer, so it does not know whether we stored the message,
+    # and sends it again. Stored or not the first time, the desk ends with one copy.
+    raw = _head("dropped-after-dot") + b"Our reads for MPAN 1200023305967 are missing.\r\n"
+    before = len(_stored(listener))
+    wire = _Wire(listener.port)
+    assert wire.say(b"EHLO mta.brightenergy.example\r\n").startswith(b"250")
+    assert wire.say(b"MAIL FROM:<ops@brightenergy.example>\r\n").startswith(b"250")
+    assert wire.say(b"RCPT TO:<cpsd@elexon.example>\r\n").startswith(b"250")
+    assert wire.say(b"DATA\r\n").startswith(b"354")
+    wire.sock.sendall(raw + b".\r\n")
+    wire.close()  # gone before the 250
+    with smtplib.SMTP("127.0.0.1", listener.port, timeout=10) as client:
+        client.sendmail("ops@brightenergy.example", ["cpsd@elexon.example"], raw)
+    stored = _stored(listener)
+    assert stored[before:] == [raw]
