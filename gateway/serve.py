@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,13 +28,14 @@ UNAVAILABLE_WAIT_SECONDS = 0.5  # the first wait while the database is down
 UNAVAILABLE_MAX_SECONDS = 30.0
 
 
-def serve(app: App) -> int:
+def serve(app: App, tls_context: ssl.SSLContext | None = None) -> int:
+    """``tls_context``: the SMTP listener's, built before start-up (gateway/ingress/smtp_tls.py)."""
     # uvloop's event loop and transports cost ~20 % less CPU per SMTP session than
     # asyncio's own (BENCHMARKS.md); aiosmtpd runs on any asyncio loop.
-    return uvloop.run(_serve(app))
+    return uvloop.run(_serve(app, tls_context))
 
 
-async def _serve(app: App) -> int:
+async def _serve(app: App, tls_context: ssl.SSLContext | None) -> int:
     stopping = threading.Event()
     app.accept_in_child_process()
     threads = [
@@ -71,6 +73,8 @@ async def _serve(app: App) -> int:
             max_bytes=app.settings.smtp.max_message_bytes,
             timeout=app.settings.smtp.timeout_seconds,
             max_sessions=app.settings.smtp.max_sessions,
+            tls_context=tls_context,
+            require_tls=app.settings.smtp.require_tls,
         )
         server = await loop.create_server(factory, host=host.strip("[]"), port=int(port))
         log.info("SMTP listening on %s", app.settings.smtp.listen)

@@ -69,6 +69,11 @@ class SmtpSettings:
     min_free_bytes: int = 64 * 1024 * 1024
     timeout_seconds: int = 300
     hostname: str = ""
+    # STARTTLS (gateway/ingress/smtp_tls.py): a PEM certificate chain and its key (the
+    # key may sit in the same file). require_tls refuses MAIL before STARTTLS with 530.
+    tls_certificate_file: str = ""
+    tls_key_file: str = ""
+    require_tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,8 @@ _PATH_KEYS = {
     ("outbound", "maildir"),
     ("outbound", "password_file"),
     ("parties", "file"),
+    ("smtp", "tls_certificate_file"),
+    ("smtp", "tls_key_file"),
     ("templates", "dir"),
 }
 
@@ -374,6 +381,10 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"{src}: [smtp] min_free_bytes must be 0 or more")
     if settings.smtp.max_sessions < 1:
         raise SettingsError(f"{src}: [smtp] max_sessions must be at least 1")
+    if settings.smtp.require_tls and not settings.smtp.tls_certificate_file:
+        raise SettingsError(f"{src}: [smtp] require_tls needs tls_certificate_file")
+    if settings.smtp.tls_key_file and not settings.smtp.tls_certificate_file:
+        raise SettingsError(f"{src}: [smtp] tls_key_file needs tls_certificate_file")
     if not settings.database.url or "://" not in settings.database.url:
         raise SettingsError(f"{src}: [database] url must be a database URL")
     if settings.database.url in ("sqlite://", "sqlite:///") or ":memory:" in settings.database.url:

@@ -19,6 +19,7 @@ from gateway.inbox import Envelope
 def serve(settings: Any) -> None:
     """Run SMTP ingress, the worker and outbound delivery until SIGTERM."""
     from gateway.cli.templates import first_problem
+    from gateway.ingress.smtp_tls import server_context
     from gateway.serve import serve as run
 
     # Refuse to start with a template that does not render (B44: test-render before use).
@@ -26,9 +27,10 @@ def serve(settings: Any) -> None:
         click.echo(f"cpsd-gateway: not starting, a template does not validate: {problem}", err=True)
         sys.exit(2)
 
+    tls_context = server_context(settings)  # a bad certificate: one line, exit 2
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per command
-    sys.exit(run(build(settings)))
+    sys.exit(run(build(settings), tls_context))
 
 
 def _process(app: Any, message_row_id: int) -> tuple[dict[str, Any], bool]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -290,10 +291,18 @@ _HANDLER_NAMES = _introspected_names(Handler)
 
 
 def smtp_factory(
-    handler: Handler, *, hostname: str, max_bytes: int, timeout: float, max_sessions: int = 64
+    handler: Handler,
+    *,
+    hostname: str,
+    max_bytes: int,
+    timeout: float,
+    max_sessions: int = 64,
+    tls_context: ssl.SSLContext | None = None,
+    require_tls: bool = False,
 ) -> Any:
     """A protocol factory for loop.create_server: one SMTP instance per connection, or a
-    421 when ``max_sessions`` are already open."""
+    421 when ``max_sessions`` are already open. With ``tls_context`` STARTTLS is offered,
+    and with ``require_tls`` nothing but the greeting and STARTTLS is allowed before it."""
 
     def factory() -> asyncio.Protocol:
         if len(handler.sessions) >= max_sessions:
@@ -307,6 +316,8 @@ def smtp_factory(
             decode_data=False,
             timeout=timeout,
             command_call_limit={"NOOP": 50, "*": 5000},
+            tls_context=tls_context,
+            require_starttls=require_tls,
         )
         handler.sessions.add(session)
         return session
