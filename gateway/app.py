@@ -20,7 +20,7 @@ from gateway.outbound import Deliverer, Identity, MaildirTransport, Transport
 from gateway.parties import Directory, load_directory
 from gateway.rawstore import RawStore, make_store
 from gateway.render import Renderer
-from gateway.settings import Settings, secret
+from gateway.settings import Settings, SettingsError, secret
 from gateway.transports import SmtpTransport
 from gateway.worker import Worker
 from parsers.analysis import AnalysisOptions
@@ -64,8 +64,12 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     engine = db.make_engine(
         settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms
     )
-    if migrate:
-        db.upgrade(engine)
+    try:
+        if migrate:
+            db.upgrade(engine)  # its connection is the first to pass the durability check
+    except db.NotDurable as exc:
+        engine.dispose()
+        raise SettingsError(f"{settings.source}: [database] url: {exc}") from None
     sessions = db.session_factory(engine)
     directory = load_directory(Path(settings.parties.file))
     store = make_store(settings.storage)

@@ -33,8 +33,12 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         cursor.execute("PRAGMA synchronous=FULL")  # WAL+NORMAL can lose a commit on power loss
+        problem = durability_problem(mode, cursor.execute("PRAGMA synchronous").fetchone()[0])
+        if problem is not None:
+            cursor.close()
+            raise NotDurable(problem)
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -42,6 +46,22 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class NotDurable(Exception):
+    """SQLite would not keep a commit through a power cut, so a 250 would not mean stored."""
+
+
+def durability_problem(journal_mode: str, synchronous: int) -> str | None:
+    """What is wrong with what SQLite reports after our pragmas, if anything (reliability.md
+    F6). ``PRAGMA journal_mode=WAL`` answers with the mode it is really in: a file system
+    without shared memory, or a database held in another mode, leaves it elsewhere."""
+    mode = str(journal_mode).lower()
+    if mode not in ("wal", "delete", "truncate", "persist"):
+        return f"SQLite journal_mode is {mode!r}, not WAL: a commit could be lost in a crash"
+    if synchronous < 2:
+        return f"SQLite synchronous is {synchronous}, not FULL (2): a commit could be lost"
+    return None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
