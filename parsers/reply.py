@@ -82,7 +82,7 @@ _WROTE_END = re.compile(
     r"(?:wrote|writes|schrieb|a\s+écrit|escribió|escribio|schreef|skrev|"
     r"napisał\(a\)|napisał|napisała|pisze|ha\s+scritto|escreveu|написал\(а\)|написал|"
     r"написала|kirjoitti|írta|napsal\(a\)|napsal|写道|님이 작성(?:하였습니다)?)(?!\w)"
-    r"[^:：\n]{0,160}?\s?[:：]\s*$",
+    r"(?:[^:：\n]|(?<=\d):(?=\d)){0,160}?\s?[:：]\s*$",  # a time's colon is not the end
     re.I,
 )
 _DATEISH = re.compile(

@@ -338,6 +338,12 @@ CASES = [
         "Fine now.\r\n\r\nOn Fri, 27 Nov 2026, Jo <jo@x.example> wrote:\r\n> old\r\n",
         "Fine now.",
     ),
+    (
+        "notes-style-wrote-on-a-time",  # the time's colon is not the header's end
+        "Read attached.\n\nCPSD <cpsd@elexon.example> wrote on 27/11/2026 09:15:\n\n"
+        "Please send the read.\n",
+        "Read attached.",
+    ),
 ]
 
 
