@@ -91,7 +91,7 @@ class _Transaction:
             sql += f" OR message_id IN ({m(len(message_ids))})"
             params.extend(message_ids)
         self._cursor.execute(sql, params)
-        return [tuple(r) for r in self._cursor.fetchall()]  # type: ignore[misc]
+        return [tuple(r) for r in self._cursor.fetchall()]
 
     def insert_raw(self, rows: Sequence[Row]) -> None:
         if not rows:
@@ -117,7 +117,9 @@ class _Transaction:
         ids = []
         for values in self._s._values(table, names, rows):
             self._cursor.execute(sql, values)
-            ids.append(int(self._cursor.fetchone()[0]))
+            returned = self._cursor.fetchone()  # RETURNING gives one row per insert
+            assert returned is not None
+            ids.append(int(returned[0]))
         return ids
 
 

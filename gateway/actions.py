@@ -283,7 +283,7 @@ def reopen_or_follow_up(ctx: Acting, deps: Deps, case: Case) -> Case:
         priority=case.priority,
         now=deps.now,
     )
-    follow_up.facts = {**(case.facts or {}), "follows": case.reference}
+    follow_up.facts = {**(case.facts or {}), "follows": [case.reference]}
     sla.set_due(follow_up, deps.settings)
     log(
         ctx,

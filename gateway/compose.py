@@ -11,8 +11,9 @@ The message is built with the email package's ``email.mime`` classes and written
 compat32 generator, not with EmailMessage: every value here is ours and already clean,
 so the modern policy's parse of each header on assignment and re-fold on output (about
 two thirds of a mail's cost, and a source of odd empty encoded-words) buys nothing.
-Non-ASCII text is encoded by the same package: RFC 2047 for headers (``Header``,
-``formataddr``) and quoted-printable UTF-8 for bodies; the output is always 7-bit.
+Non-ASCII text is encoded by the same package: RFC 2047 for headers (the generator
+encodes any non-ASCII value as UTF-8 encoded-words, ``formataddr`` the display name) and
+quoted-printable UTF-8 for bodies; the output is always 7-bit.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import encoders
 from email.charset import QP, Charset
-from email.header import Header
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from typing import Literal
@@ -96,7 +96,7 @@ def compose(
     message["To"] = ", ".join(_addr(a) for a in to)
     if reply_to:
         message["Reply-To"] = _addr(reply_to)
-    message["Subject"] = _unstructured(rendered.subject)
+    message["Subject"] = clean_text(rendered.subject)  # the generator encodes non-ASCII
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = _message_id(message_id)
     if in_reply_to and _MSG_ID.fullmatch(clean_text(in_reply_to)):
@@ -112,11 +112,12 @@ def compose(
     return Composed(message_id=message_id, raw=message.as_bytes(policy=_POLICY))
 
 
-def _text(body: str, subtype: str) -> MIMEText:
+def _text(body: str, subtype: str) -> MIMENonMultipart:
     """7bit when it is ASCII in short lines (most of ours), else quoted-printable UTF-8."""
     plain = body.isascii() and all(len(line) <= MAX_7BIT_LINE for line in body.splitlines())
-    part = MIMEText(body, subtype, "us-ascii" if plain else _UTF8, policy=_POLICY)
+    part = MIMENonMultipart("text", subtype, policy=_POLICY)
     del part["MIME-Version"]  # belongs on the top level only
+    part.set_payload(body, "us-ascii" if plain else _UTF8)  # sets charset and encoding
     return part
 
 
@@ -132,12 +133,6 @@ def _attachment(filename: str, content_type: str, data: bytes) -> MIMEBase:
     else:
         part["Content-Disposition"] = _rfc2231_disposition(name)
     return part
-
-
-def _unstructured(value: str) -> str | Header:
-    """A clean one-line value; RFC 2047 encoded-words when it is not ASCII."""
-    cleaned = clean_text(value)
-    return cleaned if cleaned.isascii() else Header(cleaned, _UTF8, header_name="Subject")
 
 
 def safe_filename(name: str) -> str:

@@ -85,8 +85,8 @@ def sender(message: EmailMessage) -> SenderResult:
 def _single_address(message: EmailMessage, name: str) -> SenderResult:
     try:
         header = message[name]
-        addresses = header.addresses  # type: ignore[union-attr]
-        defects = header.defects  # type: ignore[union-attr]
+        addresses = header.addresses
+        defects = header.defects
     except Exception:
         return SenderResult(None, f"{name} header cannot be parsed")
     if defects:
@@ -110,7 +110,7 @@ def _single_address(message: EmailMessage, name: str) -> SenderResult:
 
 def _utf8_address(message: EmailMessage, name: str) -> Address | None:
     """SMTPUTF8 mail carries raw UTF-8 in headers (B35); read a bare address from it."""
-    for key, value in message._headers:
+    for key, value in message.raw_items():
         if key.lower() != name.lower():
             continue
         text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()

@@ -52,6 +52,7 @@ from parsers.timestamps import find_timestamps
 
 Kind = Literal["new", "reply", "forward", "auto_reply", "bounce"]
 T = TypeVar("T")
+U = TypeVar("U")  # a default of another type ([] for a list of findings, None)
 
 MAX_RECIPIENTS = 100
 MAX_SCAN_CHARS = 2_000_000  # text handed to the extractors, all sources together
@@ -197,7 +198,7 @@ def analyse(
 def _analyse(
     msg: EmailMessage, problems: list[str], options: AnalysisOptions, envelope_from: str | None
 ) -> Analysis:
-    def safely(label: str, default: T, fn: Callable[[], T]) -> T:
+    def safely(label: str, default: U, fn: Callable[[], T]) -> T | U:
         try:
             return fn()
         except Exception as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
@@ -142,7 +143,7 @@ def _raw_headers(msg: Message) -> _RawHeaders:
     return out
 
 
-def _lowered_names(items: list[tuple[str, object]]) -> _RawHeaders:
+def _lowered_names(items: Sequence[tuple[str, object]]) -> _RawHeaders:
     out: _RawHeaders = []
     for name, value in items:
         try:
@@ -315,7 +316,7 @@ def suppressed_auto_responses(msg: EmailMessage) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def is_out_of_office(msg: EmailMessage) -> bool:
+def is_out_of_office(msg: Message) -> bool:
     """Out-of-office / vacation replies: not list mail, not bounces or other reports."""
     try:
         if looks_like_delivery_report(msg) or _is_list_mail(msg):

@@ -148,9 +148,9 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
     """Content type, disposition, filename and charset of ``part``; never raises."""
     raw: dict[str, str] = {}
     for key, value in getattr(part, "_headers", [])[:_MAX_PART_HEADERS]:
-        name = str(key).lower()
-        if name in _PART_HEADERS and name not in raw:
-            raw[name] = str(value)
+        header = str(key).lower()
+        if header in _PART_HEADERS and header not in raw:
+            raw[header] = str(value)
     cte = raw.get("content-transfer-encoding", "")[:100].strip().lower()
     cte = cte.split(None, 1)[0].strip(";\"'") if cte else ""
     content_id = "content-id" in raw
@@ -408,7 +408,7 @@ class _RowTableHTML2Text(html2text.HTML2Text):
         self.unicode_snob = True
         self.images_to_alt = False
         self.single_line_break = False
-        self.tag_callback = _tag_callback
+        self.tag_callback = _tag_callback  # type: ignore[assignment]  # html2text: None
         self._rows: list[_Row] = []
         self._table_depth = 0
         self._nesting: dict[str, int] = {}

@@ -828,8 +828,10 @@ def _ses_notification(notice: str) -> tuple[bool, Bounce | None]:
         address = _address_of(str(item.get("emailAddress") or ""))
         recipients.append(BounceRecipient(address, status, action.lower()[:20], diagnostic))
     permanent = kind == "complaint" or str(detail.get("bounceType", "")).lower() != "transient"
-    mail = event.get("mail") if isinstance(event.get("mail"), dict) else {}
-    common = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), dict) else {}
+    mail = event.get("mail")
+    mail = mail if isinstance(mail, dict) else {}
+    common = mail.get("commonHeaders")
+    common = common if isinstance(common, dict) else {}
     message_id = _normalise_id(str(common.get("messageId") or "")) or None
     reason = (
         _reason(recipients, permanent)

@@ -43,7 +43,7 @@ class CachingPolicy(EmailPolicy):
 
 @lru_cache(maxsize=8192)
 def _fetch(policy: CachingPolicy, name: str, value: str) -> Any:
-    return EmailPolicy.header_fetch_parse(policy, name, value)
+    return super(CachingPolicy, policy).header_fetch_parse(name, value)
 
 
 POLICY = CachingPolicy()
@@ -197,10 +197,9 @@ def clean_text(value: str, max_len: int = 998) -> str:
 
 def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
     """Decoded values of a header; a header the parser chokes on is returned raw."""
-    raw_items = message._headers  # raw (name, value) pairs; get_all() would parse every one
     values: list[str] = []
     wanted = name.lower()
-    for key, value in raw_items:
+    for key, value in message.raw_items():  # unparsed; get_all() would parse every one
         if key.lower() != wanted:
             continue
         try:
@@ -220,4 +219,4 @@ def header_text(message: EmailMessage, name: str, max_len: int = 998) -> str | N
 
 def header_count(message: EmailMessage, name: str) -> int:
     wanted = name.lower()
-    return sum(1 for key, _ in message._headers if key.lower() == wanted)
+    return sum(1 for key, _ in message.raw_items() if key.lower() == wanted)

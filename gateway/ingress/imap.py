@@ -955,7 +955,7 @@ class MailboxPoller:
     def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
         """IDLE on the inbox folder until new mail, the renewal time, or the sent-folder poll."""
         m = self.mailbox
-        period = IDLE_RENEW_SECONDS
+        period: float = IDLE_RENEW_SECONDS
         if m.sent_folder:
             period = min(period, m.poll_seconds)  # Sent Items has no IDLE of its own
         self.phase = f"SELECT {m.folder}"

@@ -215,11 +215,10 @@ class _Session(SMTP):
                 return None, None
             return addr, rest
         try:
-            if arg.lstrip().startswith("<"):
-                address, rest = get_angle_addr(arg)
-            else:
-                address, rest = get_addr_spec(arg)
-            addr: str = address.addr_spec
+            parsed, rest = (
+                get_angle_addr(arg) if arg.lstrip().startswith("<") else get_addr_spec(arg)
+            )
+            addr = str(parsed.addr_spec)
         except Exception:  # HeaderParseError, and the parser's own crashes (see above)
             return None, None
         local_part = addr.rpartition("@")[0]

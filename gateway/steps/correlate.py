@@ -25,11 +25,11 @@ def by_thread(ctx: MessageContext, deps: Deps) -> Case | None:
     if not ids:
         return None
     found: dict[str, int] = {}
-    for message_id, case_id in deps.session.execute(
+    for sent_id, case_id in deps.session.execute(
         select(Outbox.message_id, Outbox.case_id).where(Outbox.message_id.in_(ids))
     ):
         if case_id is not None:
-            found.setdefault(message_id, case_id)
+            found.setdefault(sent_id, case_id)
     for message_id, case_id in deps.session.execute(
         select(Message.message_id, Message.case_id).where(
             Message.message_id.in_(ids), Message.case_id.is_not(None), Message.id != ctx.row.id

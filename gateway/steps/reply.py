@@ -81,7 +81,7 @@ def queue(
         references=references,
         cause_message_id=cause_message_id,
         actor=actor,
-        **({"attachments": item.attachments} if item.attachments else {}),
+        attachments=item.attachments,
     )
 
 
