@@ -116,8 +116,8 @@ def _text(body: str, subtype: str) -> MIMENonMultipart:
     """7bit when it is ASCII in short lines (most of ours), else quoted-printable UTF-8."""
     plain = body.isascii() and all(len(line) <= MAX_7BIT_LINE for line in body.splitlines())
     part = MIMENonMultipart("text", subtype, policy=_POLICY)
-    del part["MIME-Version"]  # belongs on the top level only
     part.set_payload(body, "us-ascii" if plain else _UTF8)  # sets charset and encoding
+    del part["MIME-Version"]  # belongs on the top level only (set_payload adds it)
     return part
 
 

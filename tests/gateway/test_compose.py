@@ -242,6 +242,7 @@ def test_what_we_write_is_what_a_reader_gets_back(
     ).raw
     assert raw.isascii()
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert raw.count(b"MIME-Version:") == 1  # on the message, not on each part
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == " ".join(f"[CPSD-000007] {subject}".split())
     assert parsed["From"].addresses[0].display_name == " ".join((name or "Desk").split())
