@@ -196,6 +196,8 @@ def test_every_mail_has_date_message_id_from_and_reply_to_and_is_7bit() -> None:
     assert parsed["X-Auto-Response-Suppress"] == "All"
     assert raw.isascii()
     assert "Zählerstand" in str(parsed["Subject"])
+    # The reference stays readable in the raw header, for tools that do not decode it.
+    assert b"\r\nSubject: [CPSD-000123] =?utf-8?" in raw
 
 
 def test_a_malformed_message_id_is_refused() -> None:
