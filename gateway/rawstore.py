@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +27,9 @@ from sqlalchemy.orm import Session
 
 from gateway.models import RawMessage
 from gateway.settings import StorageSettings
+
+TEMP_PREFIX = ".tmp-"
+LEFTOVER_SECONDS = 3600.0  # a write takes milliseconds; an hour-old temp file is orphaned
 
 
 class RawStore(Protocol):
@@ -35,6 +39,8 @@ class RawStore(Protocol):
     def prepare(self, raw: bytes) -> str: ...
 
     def get(self, session: Session, sha256: str) -> bytes: ...
+
+    def tidy(self) -> int: ...
 
 
 class DatabaseRawStore:
@@ -51,6 +57,9 @@ class DatabaseRawStore:
         if row is None:
             raise LookupError(f"raw message {sha256} is missing from the store")
         return row.data
+
+    def tidy(self) -> int:
+        return 0  # a transaction cut short leaves nothing behind
 
 
 class DirectoryRawStore:
@@ -89,7 +98,7 @@ class DirectoryRawStore:
             return digest
         if not self._ready or not target.parent.is_dir():
             self._prepare()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(raw)
@@ -104,6 +113,26 @@ class DirectoryRawStore:
 
     def get(self, session: Session, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+    def tidy(self, older_than_seconds: float = LEFTOVER_SECONDS) -> int:
+        """Remove temp files a crash left mid-write (reliability.md F1); how many.
+
+        Only old ones: another gateway node sharing the directory may be writing now.
+        Nothing refers to a temp file (a row names a message only after its rename), so
+        removing one loses nothing.
+        """
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for leftover in self.root.glob(f"??/{TEMP_PREFIX}*"):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # another node tidied it first
+        return removed
 
 
 def make_store(storage: StorageSettings) -> RawStore:

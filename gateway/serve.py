@@ -37,6 +37,8 @@ def serve(app: App, tls_context: ssl.SSLContext | None = None) -> int:
 
 async def _serve(app: App, tls_context: ssl.SSLContext | None) -> int:
     stopping = threading.Event()
+    if removed := app.store.tidy():
+        log.warning("raw store: removed %d temp files left by an earlier crash", removed)
     app.accept_in_child_process()
     threads = [
         threading.Thread(target=_work_loop, args=(app, stopping), name="worker", daemon=True),
