@@ -101,10 +101,10 @@ def case_detail(session: Session, case: Case) -> dict[str, Any]:
         )
     messages.sort(key=lambda m: m["at"] or "")
     detail["messages"] = messages
+    # The audit trail in the order it was recorded (ids), not by wall-clock time, which a
+    # clock stepped back (NTP, a restored VM) would reorder (reliability.md F17).
     detail["events"] = [
         {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail}
-        for e in session.scalars(
-            select(Event).where(Event.case_id == case.id).order_by(Event.at, Event.id)
-        )
+        for e in session.scalars(select(Event).where(Event.case_id == case.id).order_by(Event.id))
     ]
     return detail

@@ -557,3 +557,21 @@ def test_bulk_mail_is_recorded_on_its_case_or_kept_aside_and_never_answered(
     done = desk.receive(on_case)
     assert done.outcome == "case_updated" and done.reference == ref, done.reason
     assert [s for s in desk.new_mail() if RAISER in s.to] == []
+
+
+def test_the_audit_trail_keeps_its_order_when_the_clock_steps_back(desk: Desk) -> None:
+    # F17: the host's clock is stepped back an hour (NTP after a bad start, a restored VM)
+    # between two things that happen to a case. The trail shows them as they happened.
+    ref = raise_case(desk)
+    before = [e["kind"] for e in desk.case(ref)["events"]]
+    with desk.app.sessions.begin() as session:
+        from gateway import cases
+
+        case = cases.by_reference(session, ref)
+        assert case is not None
+        cases.record(
+            session, case, "note", actor=STAFF, at=utcnow() - timedelta(hours=1), detail="later"
+        )
+    events = desk.case(ref)["events"]
+    assert [e["kind"] for e in events] == [*before, "note"]
+    assert events[-1]["at"] < events[0]["at"]  # its clock said earlier; it came later
