@@ -45,6 +45,7 @@ from gateway import db
 from gateway.inbox import Accepted, Envelope, Inbox, Incoming
 from gateway.rawstore import RawStore, make_store
 from gateway.settings import Settings
+from gateway.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 STOP_SECONDS = 30.0
@@ -265,10 +266,12 @@ class AcceptProcess:
         settings: Settings,
         store: RawStore,
         on_accept: Callable[[], None] | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._on_accept = on_accept
+        self.gate = gate  # counts our requests in flight, so the worker lets them in first
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded process
         self._process: Any = None
@@ -344,7 +347,7 @@ class AcceptProcess:
     def _call(self, kind: str, items: Sequence[Incoming], digests: Sequence[str]) -> list[Accepted]:
         if not items:
             return []
-        with self._lock:
+        with self._lock, self.in_flight():
             sock = self._ensure()
             try:
                 _send(sock, (kind, list(items), list(digests)))
@@ -353,6 +356,10 @@ class AcceptProcess:
                 self._discard()
                 raise AcceptFailed("the accept process stopped during a commit") from exc
         return self.answered(reply)
+
+    def in_flight(self) -> contextlib.AbstractContextManager[None]:
+        """Around one request, from sending it to its answer."""
+        return self.gate.accepting() if self.gate is not None else contextlib.nullcontext()
 
     def answered(self, reply: tuple[str, Any]) -> list[Accepted]:
         status, payload = reply
@@ -416,12 +423,14 @@ class AcceptChannel:
         reply: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
         link.waiting.append(reply)
         payload = pickle.dumps(("commit", list(items), list(digests)), pickle.HIGHEST_PROTOCOL)
-        try:
-            link.writer.write(_LENGTH.pack(len(payload)) + payload)
-            await link.writer.drain()
-        except (ConnectionError, OSError) as exc:  # the child died before it read this
-            raise AcceptFailed("the accept process stopped during a commit") from exc
-        return self._process.answered(await reply)
+        with self._process.in_flight():
+            try:
+                link.writer.write(_LENGTH.pack(len(payload)) + payload)
+                await link.writer.drain()
+            except (ConnectionError, OSError) as exc:  # the child died before it read this
+                raise AcceptFailed("the accept process stopped during a commit") from exc
+            answer = await reply
+        return self._process.answered(answer)
 
     async def _connected(self) -> _Link:
         async with self._connecting:

@@ -23,6 +23,7 @@ from gateway.render import Renderer
 from gateway.settings import Settings, SettingsError, secret
 from gateway.transports import SmtpTransport
 from gateway.worker import Worker
+from gateway.write_gate import WriteGate
 from parsers.analysis import AnalysisOptions
 
 
@@ -42,6 +43,7 @@ class App:
     work_ready: Event
     mail_ready: Event
     make_deps: Callable[[Session], Deps]
+    write_gate: WriteGate | None = None  # SQLite only: accepts before the worker's writes
     acceptor: AcceptProcess | None = None
 
     def accept_in_child_process(self) -> None:
@@ -49,7 +51,7 @@ class App:
         so protocol work here never waits for the GIL behind a commit (gateway/acceptor.py)."""
         if self.acceptor is None:
             self.acceptor = AcceptProcess(
-                self.settings, self.store, on_accept=self.work_ready.set
+                self.settings, self.store, on_accept=self.work_ready.set, gate=self.write_gate
             ).start()
             self.inbox = self.acceptor
 
@@ -74,6 +76,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     directory = load_directory(Path(settings.parties.file))
     store = make_store(settings.storage)
     work_ready, mail_ready = Event(), Event()
+    write_gate = WriteGate() if engine.dialect.name == "sqlite" else None
     identity = Identity(
         mail_from=settings.outbound.from_address,
         from_name=settings.outbound.from_name,
@@ -118,6 +121,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
             make_deps,
             batch_size=settings.worker.batch_size,
             after_commit=mail_ready.set,
+            gate=write_gate,
         ),
         deliverer=Deliverer(
             sessions,
@@ -132,6 +136,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         work_ready=work_ready,
         mail_ready=mail_ready,
         make_deps=make_deps,
+        write_gate=write_gate,
     )
 
 

@@ -36,6 +36,7 @@ from gateway.context import Deps, MessageContext
 from gateway.db import DatabaseUnavailable, database_unavailable
 from gateway.models import Case, Message, utcnow
 from gateway.rawstore import RawStore
+from gateway.write_gate import WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,19 @@ class Worker:
         *,
         batch_size: int = 50,
         after_commit: Callable[[], None] | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
         self._make_deps = make_deps
         self._batch_size = batch_size
         self._after_commit = after_commit
-        self._claimed: set[int] = set()  # ours, still claimed after a database failure
+        self._gate = gate  # SQLite: accepts waiting for the write lock go first
+        self._claimed: set[int] = set()  # ours, not yet done (a database failure, a yield)
 
     def pending_ids(self, limit: int) -> list[int]:
         """Received messages no other live worker has claimed, oldest first."""
+        self._step_aside()
         now = utcnow()
         with self._sessions() as session:
             rows = session.execute(
@@ -109,11 +113,13 @@ class Worker:
         return done
 
     def process(self, ids: Sequence[int]) -> list[Processed]:
+        """Process these messages, or those of them not yet done when an accept came
+        waiting (the rest stay claimed, for the next pass)."""
         try:
             claimed, held = self._claim(ids)
-            done = held + self._process_or_split(claimed)
-            self._claimed.difference_update(claimed)  # finished, one way or another
-            return done
+            results, handled = self._process_or_split(claimed)
+            self._claimed.difference_update(handled)  # finished, one way or another
+            return held + results
         except Exception as exc:
             if database_unavailable(exc):
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -128,6 +134,7 @@ class Worker:
         now = utcnow()
         claimed: set[int] = set()
         held: list[Processed] = []
+        self._step_aside()
         with self._sessions.begin() as session:
             rows = session.scalars(
                 select(Message)
@@ -147,8 +154,9 @@ class Worker:
         self._claimed |= claimed
         return [i for i in ids if i in claimed], held
 
-    def _process_or_split(self, ids: Sequence[int]) -> list[Processed]:
-        """The batch in one transaction; if it fails, each message in its own."""
+    def _process_or_split(self, ids: Sequence[int]) -> tuple[list[Processed], list[int]]:
+        """The batch in one transaction; if it fails, each message in its own.
+        (Results, and the ids handled: a yield to an accept leaves the rest.)"""
         try:
             return self._process_batch(ids)
         except Exception as exc:
@@ -158,18 +166,23 @@ class Worker:
         results: list[Processed] = []
         for row_id in ids:
             try:
-                results.extend(self._process_batch([row_id]))
+                results.extend(self._process_batch([row_id])[0])
             except Exception as exc:
                 if database_unavailable(exc):
                     raise
                 results.append(self._mark_failed(row_id, exc))
-        return results
+        return results, list(ids)
 
-    def _process_batch(self, ids: Sequence[int]) -> list[Processed]:
+    def _process_batch(self, ids: Sequence[int]) -> tuple[list[Processed], list[int]]:
         results: list[Processed] = []
+        handled: list[int] = []
+        self._step_aside()
         with self._sessions.begin() as session:
             deps = self._make_deps(session)
             for row_id in ids:
+                if handled and self._gate is not None and self._gate.busy():
+                    break  # commit what is done; an accept is waiting for the lock
+                handled.append(row_id)
                 # Another worker (say `poll --once` beside `serve` on PostgreSQL) may be
                 # processing this row: its lock makes us skip it, and once it commits the
                 # status is no longer "received". SQLite serialises writers instead.
@@ -185,7 +198,12 @@ class Worker:
                     log.exception("message %d failed in the pipeline", row_id)
                     session.refresh(row)
                     results.append(_fail(row, exc))
-        return results
+        return results, handled
+
+    def _step_aside(self) -> None:
+        """Before a write transaction: let accepts already waiting commit first."""
+        if self._gate is not None:
+            self._gate.wait_clear()
 
     def _run(self, row: Message, deps: Deps) -> Processed:
         ctx = MessageContext(row=row, raw=self._store.get(deps.session, row.sha256))

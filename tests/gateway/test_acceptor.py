@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from gateway.acceptor import (
 from gateway.inbox import Accepted, Envelope, Incoming
 from gateway.models import Message
 from gateway.settings import Settings, load
+from gateway.write_gate import WriteGate
 from tests.conftest import mail
 from tests.support import free_port, settings_text
 
@@ -238,3 +240,34 @@ def test_threads_and_the_event_loop_sharing_commits_each_get_their_own_rows(
         f"<loop-{1000 + n}@brightenergy.example>" for n in range(50)
     ]
     assert len(stored) == 110
+
+
+class _CountingGate(WriteGate):
+    """The real gate, noting the most accepts it saw in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.most = 0
+
+    @contextmanager
+    def accepting(self) -> Iterator[None]:
+        with super().accepting():
+            self.most = max(self.most, self._in_flight)
+            yield
+
+
+def test_every_request_to_the_child_holds_the_write_gate_until_its_answer(
+    app: app_module.App,
+) -> None:
+    # While a request is in flight the worker must see the gate busy (gateway/write_gate.py),
+    # from a thread (IMAP, ingest) and from the event loop's channel (SMTP).
+    gate = _CountingGate()
+    acceptor = AcceptProcess(app.settings, app.store, gate=gate).start()
+    try:
+        acceptor.accept(mail(message_id="<gate-a@brightenergy.example>"), Envelope(), "t")
+        assert gate.most == 1 and not gate.busy()
+        asyncio.run(_sessions(acceptor, app, range(20)))
+    finally:
+        acceptor.close()
+    assert gate.most > 1  # concurrent sessions were in flight together
+    assert not gate.busy()

@@ -145,3 +145,28 @@ def test_after_a_database_failure_its_own_claims_are_taken_up_again_not_counted(
     with app.sessions() as session:
         row = session.get(Message, row_id)
         assert row is not None and row.interruptions == 0
+
+
+def test_an_accept_waiting_for_the_lock_ends_the_batch_after_the_message_in_hand(
+    app: app_module.App, make_mail: Callable[..., bytes]
+) -> None:
+    # SQLite has one writer: a message waiting to be stored goes before the backlog.
+    assert app.write_gate is not None
+    ids = [_accepted(app, make_mail, n) for n in range(3)]
+    with app.write_gate.accepting():  # an SMTP message is on its way to the database
+        done = app.worker.process(ids)
+    assert [d.message_row_id for d in done] == ids[:1]  # the one in hand is finished
+    with app.sessions() as session:
+        statuses = session.scalars(
+            select(Message.status).where(Message.id.in_(ids)).order_by(Message.id)
+        ).all()
+    assert statuses == ["processed", "received", "received"]
+    # The rest are still ours, and the next pass takes them up.
+    assert [d.message_row_id for d in app.worker.drain()] == ids[1:]
+
+
+def test_without_accepts_waiting_a_batch_runs_whole(
+    app: app_module.App, make_mail: Callable[..., bytes]
+) -> None:
+    ids = [_accepted(app, make_mail, n) for n in range(3)]
+    assert [d.message_row_id for d in app.worker.process(ids)] == ids
