@@ -10,6 +10,8 @@ back by it unchanged. Everything else in the gateway stays on the ORM.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from sqlalchemy import Engine, Table
 from gateway.models import Message, RawMessage
 
 Row = Mapping[str, Any]
+LOCK_POLL_FIRST = 0.0002  # seconds between tries for SQLite's write lock, growing to
+LOCK_POLL_MAX = 0.002
 
 
 class AcceptStatements:
@@ -64,7 +68,7 @@ class _Transaction:
         self._raw = self._s._engine.raw_connection()
         self._cursor = self._raw.cursor()
         if self._s._sqlite:  # the driver is in autocommit mode; take the write lock now
-            self._cursor.execute("BEGIN IMMEDIATE")
+            _begin_immediate(self._cursor)
         return self
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
@@ -125,3 +129,30 @@ class _Transaction:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _begin_immediate(cursor: Any) -> None:
+    """Take SQLite's write lock, asking again every 0.2-2 ms up to the busy timeout.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… up to 100 ms between tries:
+    a lock freed in the middle of a sleep stays unused until it ends. The worker frees it
+    for us between messages (gateway/write_gate.py) and waits for our commit, so the
+    sooner we look, the sooner both go on (with the worker on, 8 SMTP clients: 257 → 317
+    msg/s). The connection's own busy timeout still bounds the wait.
+    """
+    timeout_ms = int(cursor.execute("PRAGMA busy_timeout").fetchone()[0])
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + timeout_ms / 1000
+        pause = LOCK_POLL_FIRST
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 1.5, LOCK_POLL_MAX)
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={timeout_ms}")
