@@ -16,6 +16,10 @@ claiming process. A claim left by a process that is gone (on this host: no such 
 an earlier life of our own pid; elsewhere: older than CLAIM_STALE) counts as an
 interruption; at MAX_INTERRUPTIONS the message is quarantined with the reason, raw
 bytes kept. A claim of a live worker is left alone.
+
+On SQLite, accepts go first (gateway/write_gate.py): with a message waiting to be
+stored, a batch commits after the message in hand and the rest stay claimed by us for
+the next pass, which waits (boundedly) until the accepts are in.
 """
 
 from __future__ import annotations
