@@ -136,6 +136,14 @@ def _spf_domain(result: Any) -> str | None:
 def _aligned(from_domain: str, signer: str) -> bool:
     """Relaxed alignment without the public suffix list: one domain inside the other.
 
+    DMARC's relaxed rule (RFC 7489 §3.2) compares organisational domains found with the
+    public suffix list, so ``billing.brightenergy.co.uk`` would align with a signature by
+    ``mail.brightenergy.co.uk``. We deliberately do not: the list only knows the suffixes
+    registered with it, and shared ones it lacks make strangers siblings. Every Microsoft
+    365 tenant gets ``<tenant>.onmicrosoft.com``, which the list does not name, so any
+    tenant's DKIM pass would vouch for every other tenant's From. Sibling subdomains are
+    rare for a party's mail and, when the MTA evaluated DMARC, its verdict decides anyway.
+
     A signer of fewer than two labels (``example``) never aligns: no organisation signs
     for a whole top-level domain.
     """

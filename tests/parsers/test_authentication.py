@@ -152,3 +152,21 @@ def test_mail_from_inside_the_tenant_is_exchanges_to_vouch_for() -> None:
         authenticate(_internal("Anonymous", "Internal"), BRIGHT, (), microsoft_365=True).verdict
         == "unverified"
     )
+
+
+@pytest.mark.parametrize(
+    ("from_domain", "signer"),
+    [
+        # Siblings under one organisation: DMARC's relaxed rule would align them; we do not.
+        ("billing.brightenergy.example", "mail.brightenergy.example"),
+        # Two Microsoft 365 tenants: the public suffix list would make them one organisation.
+        ("brightenergy.onmicrosoft.example", "attacker.onmicrosoft.example"),
+    ],
+)
+def test_a_pass_for_a_sibling_domain_does_not_vouch_for_the_from_domain(
+    from_domain: str, signer: str
+) -> None:
+    message = _message(f"{OURS}; dkim=pass header.d={signer}; spf=pass smtp.mailfrom=b@{signer}")
+    found = authenticate(message, from_domain, [OURS])
+    assert found.verdict == "unverified"
+    assert from_domain in found.reason
