@@ -61,8 +61,8 @@ def open_case(
     )
     session.add(case)
     session.flush()
-    if party_id:
-        add_party(session, case, party_id, "raiser")
+    if party_id:  # a case this new has no parties to look up
+        session.add(CaseParty(case_id=case.id, party_id=party_id, role="raiser"))
     return case
 
 

@@ -11,7 +11,8 @@ stable storage. Two stores keep that rule:
   fsync before the row commits: for deployments that want raw mail on a file system.
 
 The interface: ``prepare`` runs before the accept transaction (and may run in parallel),
-the accept transaction inserts the row when ``in_database``, ``get`` inside the reader's transaction.
+the accept transaction inserts the row when ``in_database``, ``get`` and ``get_many`` inside
+the reader's transaction.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import RawMessage
@@ -39,6 +42,8 @@ class RawStore(Protocol):
     def prepare(self, raw: bytes) -> str: ...
 
     def get(self, session: Session, sha256: str) -> bytes: ...
+
+    def get_many(self, session: Session, sha256s: Collection[str]) -> dict[str, bytes]: ...
 
     def tidy(self) -> int: ...
 
@@ -57,6 +62,15 @@ class DatabaseRawStore:
         if row is None:
             raise LookupError(f"raw message {sha256} is missing from the store")
         return row.data
+
+    def get_many(self, session: Session, sha256s: Collection[str]) -> dict[str, bytes]:
+        """A worker's batch in one query (those missing are left to ``get`` to report)."""
+        if not sha256s:
+            return {}
+        found = session.execute(
+            select(RawMessage.sha256, RawMessage.data).where(RawMessage.sha256.in_(sha256s))
+        )
+        return {sha256: data for sha256, data in found}
 
     def tidy(self) -> int:
         return 0  # a transaction cut short leaves nothing behind
@@ -113,6 +127,9 @@ class DirectoryRawStore:
 
     def get(self, session: Session, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+    def get_many(self, session: Session, sha256s: Collection[str]) -> dict[str, bytes]:
+        return {sha256: self.get(session, sha256) for sha256 in sha256s}
 
     def tidy(self, older_than_seconds: float = LEFTOVER_SECONDS) -> int:
         """Remove temp files a crash left mid-write (reliability.md F1); how many.

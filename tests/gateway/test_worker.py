@@ -3,6 +3,7 @@ message that keeps killing its worker is set aside."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sqlite3
@@ -15,9 +16,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from gateway import app as app_module
+from gateway import pipeline
+from gateway.context import Deps, MessageContext
 from gateway.db import DatabaseUnavailable
 from gateway.inbox import Envelope
-from gateway.models import Case, Message, utcnow
+from gateway.models import Case, Message, Outbox, utcnow
 from gateway.settings import Settings
 from gateway.worker import CLAIM_STALE, MAX_INTERRUPTIONS, reset_for_reprocess
 
@@ -47,6 +50,40 @@ def test_a_locked_database_leaves_the_batch_waiting_not_failed(
         statuses = session.scalars(select(Message.status).where(Message.id.in_(ids))).all()
     assert statuses == ["received"] * 3  # waiting, not failed for the database's fault
     assert [d.outcome for d in app.worker.process(ids)] == ["case_created"] * 3
+
+
+def test_a_message_that_fails_is_marked_failed_alone_and_its_batch_goes_through(
+    app: app_module.App, make_mail: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [_accepted(app, make_mail, n) for n in range(3)]
+    real_run = pipeline.run
+
+    def fails_on_c1(ctx: MessageContext, deps: Deps) -> None:
+        real_run(ctx, deps)  # its case raised and acknowledgement queued, then...
+        if ctx.row.subject == "c1":
+            raise RuntimeError("template store unreachable")
+
+    monkeypatch.setattr(pipeline, "run", fails_on_c1)
+    done = app.worker.process(ids)
+    assert [(d.message_row_id, d.outcome) for d in done] == [
+        (ids[0], "case_created"),
+        (ids[1], "failed"),
+        (ids[2], "case_created"),
+    ]
+    assert done[1].reason == "RuntimeError: template store unreachable"
+    with app.sessions() as session:
+        subjects = session.scalars(select(Case.subject).order_by(Case.id)).all()
+        failed = session.get(Message, ids[1])
+        assert failed is not None and failed.case_id is None and failed.attempts == 1
+        kept = app.store.get(session, failed.sha256)  # for reprocess
+        mails = dict(
+            session.execute(
+                select(Outbox.cause_message_id, func.count()).group_by(Outbox.cause_message_id)
+            ).all()
+        )
+    assert hashlib.sha256(kept).hexdigest() == failed.sha256
+    assert subjects == ["c0", "c2"]  # nothing of c1's half-done work was kept
+    assert ids[1] not in mails and mails[ids[0]] == mails[ids[2]] > 0
 
 
 def _left_by_a_dead_worker(
