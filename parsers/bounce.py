@@ -11,6 +11,12 @@ Being wrong in the other direction is worse: a human who writes "your mail was
 undeliverable" must still get a case. So text alone never makes a bounce; it needs a
 machine signal, or a bounce subject *and* a stock notice phrase *and* a returned message.
 
+Complaints and refusals that are not RFC 3464 count too, each only on what its sender
+alone writes: complaints forwarded without ARF (Outlook.com's JMRP, Amazon SES: the
+report's own title, or Microsoft's ``X-HmXmrOriginalRecipient`` mark), Apple Mail's
+unsubscribe requests (``X-Apple-Unsubscribe``) and list managers refusing a post
+(``X-MLServer`` from the list's admin address). Answering them would reach a robot.
+
 Everything is bounded: a few hundred parts, a few hundred KB of text, capped headers.
 """
 
@@ -75,13 +81,15 @@ _SUBJECT = re.compile(
     r"(?:failure|delivery|non-?delivery|bounce) (?:notice|notification|report)|"
     r"message (?:delivery )?(?:has )?failed|(?:could|can) ?not (?:be )?deliver|"
     r"not (?:been )?delivered|mail system error|system error - returned|postmaster notify|"
-    r"delivery delayed|delayed mail|warning: (?:could not send|message .* delayed)|"
+    r"delivery (?:has been |is )?delayed|delayed mail|warning: (?:could not send|message .* delayed)|"
+    r"(?:mail|message|e-?mail) (?:could|can) ?not be delivered|"
     r"error sending your mail|email (?:bounce|delivery failure)|\bbounced?\b|"
     r"unzustellbar|nicht zustellbar|non remis|[ée]chec de (?:la )?remise|non recapitabile|"
     r"no se (?:pudo|puede) entregar|onbestelbaar|olevererbart|kan ikke leveres|"
     r"niedostarczalne|n[ãa]o (?:foi )?entregue|недоставлен|не доставлен|"
     r"ошибка доставки|メールエラー|エラーメール|配信エラー|送信エラー|不達|配送|退信|"
-    r"无法投递|未能送达|발송 실패",
+    r"(?:メール|メッセージ)?[をの]?(?:配信|送信|配送)(?:でき|に失敗)|宛先不明|返送|"
+    r"无法投递|未能送达|发送失败|投递失败|발송 실패|전송 실패|반송",
     re.IGNORECASE,
 )
 _SUBJECT_TAGS = re.compile(r"^\s*(?:\[[^\]]{0,40}\]\s*|\*+\s*)*")
@@ -101,6 +109,8 @@ _STRONG = re.compile(
     r"i'?m afraid i wasn'?t able to deliver|"
     r"(?:unable|failed) to deliver (?:the |your )?(?:message|mail) to|"
     r"could not be delivered to\s*(?:one or more|the following|:?\s*<?[^\s@<>]+@)|"
+    r"(?:could not|cannot|can't) be delivered (?:because of|due to the following)|"
+    r"\bwas not delivered to\s*:|problems delivering your message to|"
     r"an error (?:has )?occurred while (?:attempting|trying) to deliver|"
     r"there was an error delivering your mail|"
     r"we had trouble delivering your message|"
@@ -136,7 +146,7 @@ _SEPARATOR = re.compile(
     r"(?:original|returned|unsent|undelivered|bounced|rejected) "
     r"(?:message|e-?mail|mail|headers?)\b|"
     r"(?:below|following|here) (?:this line )?(?:is|are)? ?(?:a )?(?:copy|the (?:original|headers?))|"
-    r"(?:message )?headers? follow|original message follows|"
+    r"(?:message )?headers? follow|original (?:message|mail) (?:as )?follows|"
     r"[-=]{2,} ?message (?:header|text)"
     r")|\bcopy of (?:the |your )?(?:original )?(?:message|mail|headers?)|"
     r"\bheaders? (?:of|from) the original message",
@@ -146,7 +156,7 @@ MAX_SEPARATOR_LINE = 200
 # Header lines that never occur in notice prose: the original's header block began.
 _HEADER_BLOCK = re.compile(
     r"^(?:Received|Return-Path|DKIM-Signature|X-Received|ARC-Seal|Received-SPF|"
-    r"Authentication-Results|X-Google-Smtp-Source|DomainKey-Signature):[ \t]",
+    r"Authentication-Results|X-Google-Smtp-Source|DomainKey-Signature):",
     re.MULTILINE,
 )
 _DELAY = re.compile(
@@ -156,7 +166,8 @@ _DELAY = re.compile(
     re.IGNORECASE,
 )
 _PERMANENT = re.compile(
-    r"permanent(?:ly)? (?:error|failure|fatal|failed)|failed permanently|given up|"
+    r"(?<!not )(?<!not a )permanent(?:ly)? (?:error|failure|fatal|failed)|failed permanently|"
+    r"(?<!not )given up|"
     r"no further (?:delivery )?attempts|will not be retried|unrecoverable",
     re.IGNORECASE,
 )
@@ -292,10 +303,16 @@ def _parse(msg: Message, envelope_from: str | None) -> Bounce | None:
     notice = _notice_text(parts)
     if report in ("delivery-status", "global-delivery-status") or parts.has_dsn_part:
         return _standard_bounce(msg, parts, notice, structured=True)
+    complaint = _forwarded_complaint(msg, parts, notice) or _client_unsubscribe(msg)
+    if complaint is not None:
+        return complaint
     if notice.lstrip().startswith("{") and _machine_sender(msg, envelope_from):
         recognised, ses = _ses_notification(notice)
         if recognised:
             return ses
+    list_notice = _list_manager_notice(msg, parts, notice)
+    if list_notice is not None:
+        return list_notice
     if not _looks_like_bounce(msg, parts, notice, envelope_from):
         return None
     return _standard_bounce(msg, parts, notice, structured=False)
@@ -337,6 +354,19 @@ def _looks_like_bounce(msg: Message, parts: _Parts, notice: str, envelope_from: 
     if noreply:
         return (strong and returned) or (weak and subject_start and returned)
     return strong and subject_start and returned
+
+
+def _headed_notice(msg: Message, head: str) -> bool:
+    """A mail-system sender, a subject that opens like a bounce and failure words.
+
+    Such a notice counts even when its text names no recipient we can trust (a list
+    address bouncing to itself, a recipient given only as the notice's own To) and
+    quotes no SMTP status.
+    """
+    if _daemon_sender(msg) is None:
+        return False
+    subject = _SUBJECT_TAGS.sub("", _subject(msg))
+    return bool(_SUBJECT.match(subject)) and bool(_WEAK.search(head[:65536]))
 
 
 def _machine_sender(msg: Message, envelope_from: str | None) -> bool:
@@ -705,6 +735,7 @@ def _standard_bounce(
         and not _status_in(head[:65536])
         and not _STRONG.search(head[:65536])
         and not _headers(msg, "x-failed-recipients")
+        and not _headed_notice(msg, head)
     ):
         return None  # free text naming no recipient, no status: only a clear notice counts
     permanent = _is_permanent(recipients, head, _subject(msg))
@@ -791,6 +822,119 @@ def _feedback_bounce(msg: Message, parts: _Parts) -> Bounce:
         reason=f"{feedback_type} complaint (feedback report){target}",
         permanent=True,
         reporting_mta=_safe(_strip_type(fields.get("reporting-mta", ""))) or None,
+    )
+
+
+# The title of the complaint reports Outlook.com (JMRP) and Amazon SES forward without
+# ARF: "complaint about message from 192.0.2.1". Nobody titles a message of their own so.
+_COMPLAINT_TITLE = re.compile(
+    r"^\s*complaint about message from \[?[0-9A-Fa-f:.]{2,45}\]?\s*$", re.IGNORECASE
+)
+
+
+def _forwarded_complaint(msg: Message, parts: _Parts, notice: str) -> Bounce | None:
+    """A complaint forwarded without ARF: the reported message, returned whole.
+
+    Outlook.com (JMRP) and Amazon SES send a multipart/mixed whose content is the
+    reported message; Microsoft marks it ``X-HmXmrOriginalRecipient``. A person who
+    forwards a message writes words around it and titles it "Fwd: ...", so it counts
+    only with the report's own title, or with Microsoft's mark and no text around it.
+    """
+    original = parts.original
+    if original is None:
+        return None
+    marked = _header(original, "x-hmxmroriginalrecipient")
+    titled = bool(_COMPLAINT_TITLE.match(_subject(msg)))
+    if not (titled or (marked and not notice.strip())):
+        return None
+    candidates = [_address_of(_decoded(marked))] if marked else []
+    if not candidates:  # the reported message's only addressee
+        candidates = [a for _, a in _addresses(_header(original, "to"), cap=2) if "@" in a]
+    address = candidates[0] if len(candidates) == 1 else None
+    recipients: tuple[BounceRecipient, ...] = ()
+    if address and "@" in address:
+        recipients = (BounceRecipient(address, None, "complained", "feedback-type: abuse"),)
+    target = f": <{recipients[0].address}>" if recipients else ""
+    return Bounce(
+        recipients=recipients,
+        original_message_id=_original_message_id(parts, notice),
+        reason=f"abuse complaint (forwarded report){target}",
+        permanent=True,
+        reporting_mta=None,
+    )
+
+
+_TRUE = frozenset({"true", "yes", "1"})
+
+
+def _client_unsubscribe(msg: Message) -> Bounce | None:
+    """An unsubscribe request a mail client sent on its user's behalf (Apple Mail).
+
+    Apple Mail's "unsubscribe" button mails the List-Unsubscribe address itself and
+    marks the message ``X-Apple-Unsubscribe: true`` and ``Auto-Submitted``; sisimai
+    files it with the feedback reports. The person opted out of our mail, so the
+    sender is the recipient to stop writing to, and the message is never answered.
+    """
+    if (_header(msg, "x-apple-unsubscribe") or "").strip().lower() not in _TRUE:
+        return None
+    auto = (_header(msg, "auto-submitted") or "").strip().lower()
+    if not auto or auto.startswith("no"):
+        return None
+    addresses = [a for _, a in _addresses(_header(msg, "from"), cap=1) if "@" in a]
+    recipients = tuple(
+        BounceRecipient(a, None, "complained", "feedback-type: opt-out") for a in addresses
+    )
+    target = f": <{recipients[0].address}>" if recipients else ""
+    replied = _header(msg, "in-reply-to") or _header(msg, "references")
+    return Bounce(
+        recipients=recipients,
+        original_message_id=_normalise_id(replied),
+        reason=f"opt-out request (X-Apple-Unsubscribe){target}",
+        permanent=True,
+        reporting_mta=None,
+    )
+
+
+# Senders that are a list's administration address: "<list>-admin@", "owner-<list>@", ...
+_LIST_ADMIN = re.compile(r"[-_.+](?:admin|owner|request|ctl)$|^owner[-_.]", re.IGNORECASE)
+# Titles list managers (fml and alike) give the notices refusing a post.
+_LIST_REFUSAL = re.compile(
+    r"\bnot (?:a )?member\b|\bloop (?:alert|back warning)\b|\bunix from loop\b|"
+    r"\bsecurity alert\b|\bsystem error message\b|"
+    r"\breject(?:ed)? (?:mail|article|post(?:ing)?|message)\b|\bspam mail from\b",
+    re.IGNORECASE,
+)
+
+
+def _list_manager_notice(msg: Message, parts: _Parts, notice: str) -> Bounce | None:
+    """A list manager refusing a post (fml's "not member", "Loop Alert", ...): a bounce.
+
+    It needs the list server's own header (``X-MLServer``), a list-administration sender
+    and a refusal title. Ordinary posts the same server distributes carry the header
+    too, but come from their human author, so they are never taken for a refusal.
+    """
+    if "x-mlserver" not in _header_names(msg):
+        return None
+    senders = [a for _, a in _addresses(_header(msg, "from"), cap=1) if "@" in a]
+    if not senders or not _LIST_ADMIN.search(senders[0].rsplit("@", 1)[0]):
+        return None
+    subject = _subject(msg)
+    if not _LIST_REFUSAL.search(subject[:300]):
+        return None
+    head = _before_original(notice)[:8192]
+    own = _own_addresses(msg)
+    found = (m.group(1) for m in _EMAIL.finditer(head) if m.group(1).lower() not in own)
+    address = next(found, None)
+    lines = [_meaningful(line) for line in head.split("\n")[:20]]
+    diagnostic = _clean_diagnostic(next((line for line in lines if line), "")) or None
+    recipients = (BounceRecipient(address, None, "failed", diagnostic),) if address else ()
+    target = f": <{address}>" if address else ""
+    return Bounce(
+        recipients=recipients,
+        original_message_id=_original_message_id(parts, notice),
+        reason=f"rejected by the mailing list ({_safe(subject, 80)}){target}",
+        permanent=True,
+        reporting_mta=None,
     )
 
 
@@ -984,11 +1128,11 @@ def _is_permanent(recipients: list[BounceRecipient], head: str, subject: str) ->
         return True
     if actions and actions <= {"delayed"}:
         return False
+    text = f"{subject}\n{head[:16384]}"
+    if _PERMANENT.search(text):  # "(#4.4.1) ... permanent error; I've given up" (qmail)
+        return True
     if "4" in classes:
         return False
-    text = f"{subject}\n{head[:16384]}"
-    if _PERMANENT.search(text):
-        return True
     return not _DELAY.search(text)
 
 

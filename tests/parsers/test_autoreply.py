@@ -77,6 +77,13 @@ HEADER_CASES: list[tuple[str, dict[str, str], str | None, str | None]] = [
         "no-reply sender (do-not-reply@portal.example)",
     ),
     ("cron", {"X-Cron-Env": "<SHELL=/bin/sh>"}, None, "cron job output (X-Cron-Env)"),
+    ("X-Auto-Generated", {"X-Auto-Generated": "yes"}, None, "X-Auto-Generated: yes"),
+    (
+        "Exchange inbox-rule loop",
+        {"X-MS-Exchange-Inbox-Rules-Loop": "ops@supplier-a.example"},
+        None,
+        "loop header (X-MS-Exchange-Inbox-Rules-Loop)",
+    ),
     ("suppress header alone (B55)", {"X-Auto-Response-Suppress": "All"}, None, None),
     (
         "MDN content type",
@@ -120,6 +127,15 @@ OOF_SUBJECTS = [
     "Odpowiedź automatyczna: odczyty",
     "Auto: settlement",
     "[EXTERNAL] Automatic reply: settlement",
+    "[Automatic reply] settlement",
+    "[Out of office] CPSD-000123",
+    "Re:   CPSD-000123 meter readings (Automatic Response)",
+    "Re: settlement [Auto-Reply]",
+    "Αυτόματη απάντηση: μετρήσεις",
+    "【自動返信】メーター検針",
+    "不在通知: 検針データ",
+    "自动答复: 抄表数据",
+    "자동 회신: 검침",
 ]
 HUMAN_SUBJECTS = [
     "Absence of D0010 flows since Monday",
@@ -128,6 +144,9 @@ HUMAN_SUBJECTS = [
     "Autumn settlement calendar",
     "Re: undeliverable D0010 flows",
     "Fwd: question about Automatic reply settings in the portal",
+    "Re: holiday rota (on vacation)",
+    "Re: the (automatic response) setting is broken",
+    "[CPSD-000123] Absence of readings",
 ]
 
 

@@ -363,3 +363,228 @@ def test_arbitrary_headers_and_body_never_raise(
         assert all(len(r.diagnostic or "") <= 500 for r in result.recipients)
         text = json.dumps(result.to_json(), ensure_ascii=False)
         assert not any(c in text for c in "\x00\r\n\u202e")  # values are safe single lines
+
+
+# --- feedback without ARF, list-manager refusals, notices naming nobody ----------------
+# Fixtures written for these tests in the shapes the senders use (no corpus copies).
+
+
+def _original(to: str = "readings@supplier-c.example") -> str:
+    """Headers of the message of ours that the notice is about."""
+    return (
+        f"From: CPSD Service Desk <{fx.OUR_ADDRESS}>\nTo: {to}\n"
+        f"Subject: [CPSD-000123] Meter readings\nMessage-ID: {fx.OUR_ID}\n"
+        "Date: Sat, 31 Jan 2026 09:15:00 +0000\n"
+    )
+
+
+def _forwarded_report(*, subject: str, text: str | None, marked: bool = True) -> bytes:
+    """A complaint forwarded without ARF: a multipart/mixed carrying the reported message."""
+    own = f"Content-Type: text/plain\n\n{text}\n--fbl\n" if text is not None else ""
+    mark = "X-HmXmrOriginalRecipient: reader@mailbox.example\n" if marked else ""
+    return (
+        "From: complaints@feedback.mailbox.example\n"
+        "To: abuse@elexon.example\n"
+        f"Subject: {subject}\n"
+        "Date: Sat, 31 Jan 2026 16:00:00 +0000\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="fbl"\n\n'
+        f"--fbl\n{own}"
+        "Content-Type: message/rfc822\nContent-Disposition: inline\n\n"
+        f"{mark}X-Reporter-IP: 192.0.2.44\n" + _original("reader@mailbox.example") + "\nHello.\n"
+        "--fbl--\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("subject", "marked"),
+    [
+        ("complaint about message from 192.0.2.9", True),  # Outlook.com JMRP
+        ("complaint about message from 192.0.2.9", False),  # the same title, unmarked (SES)
+        ("Abuse report", True),  # Microsoft's mark, no words of its own
+    ],
+    ids=["titled and marked", "titled", "marked"],
+)
+def test_complaint_forwarded_without_arf(subject: str, marked: bool) -> None:
+    bounce = parse_bounce(fx.parse(_forwarded_report(subject=subject, text=None, marked=marked)))
+    assert bounce is not None
+    assert bounce.recipients == (
+        BounceRecipient("reader@mailbox.example", None, "complained", "feedback-type: abuse"),
+    )
+    assert bounce.original_message_id == fx.OUR_ID
+    assert bounce.permanent and "complaint" in bounce.reason
+
+
+@pytest.mark.parametrize(
+    ("subject", "marked"),
+    [
+        ("Fwd: odd headers on this one", True),
+        ("Complaint about message from Alex", False),
+    ],
+    ids=["marked message forwarded with words", "a person's complaint"],
+)
+def test_forwarded_message_from_a_person_is_not_a_complaint(subject: str, marked: bool) -> None:
+    raw = _forwarded_report(subject=subject, text="Can the desk look at this one?", marked=marked)
+    assert parse_bounce(fx.parse(raw)) is None
+
+
+def test_apple_mail_unsubscribe_request() -> None:
+    headers = {
+        "From": "Reader <reader@mailbox.example>",
+        "Subject": "unsubscribe",
+        "Auto-Submitted": "auto-replied",
+        "X-Apple-Unsubscribe": "true",
+        "In-Reply-To": fx.OUR_ID,
+    }
+    body = "This mail client sent this message to unsubscribe.\n"
+    bounce = parse_bounce(fx.parse(fx.plain(headers, body)))
+    assert bounce is not None
+    assert [(r.address, r.action) for r in bounce.recipients] == [
+        ("reader@mailbox.example", "complained")
+    ]
+    assert bounce.original_message_id == fx.OUR_ID
+    assert "opt-out" in bounce.reason
+    # the header alone (no Auto-Submitted), or a person asking in words, is not enough
+    del headers["Auto-Submitted"]
+    assert parse_bounce(fx.parse(fx.plain(headers, body))) is None
+    assert (
+        parse_bounce(fx.parse(fx.plain({"Subject": "unsubscribe"}, "Please unsubscribe me")))
+        is None
+    )
+
+
+def _list_notice(*, sender: str, subject: str, body: str) -> bytes:
+    return fx.plain(
+        {
+            "From": sender,
+            "To": fx.OUR_ADDRESS,
+            "Subject": subject,
+            "X-MLServer": "fml [fml 4.0.3 release (20011202/4.0.3)]",
+            "Message-ID": "<202601311700.FMLAA01.settlement@lists.example>",
+        },
+        body,
+    )
+
+
+def test_list_manager_refusing_a_post() -> None:
+    raw = _list_notice(
+        sender="settlement-admin@lists.example",
+        subject=f"You {fx.OUR_ADDRESS} are not member (settlement ML)",
+        body="You are not a member of this mailing list <settlement@lists.example>.\n\n"
+        "Send 'guide' to settlement-ctl@lists.example for the rules.\n",
+    )
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert [r.address for r in bounce.recipients] == ["settlement@lists.example"]
+    assert bounce.permanent and "mailing list" in bounce.reason
+
+
+def test_list_manager_loop_alert_names_our_message() -> None:
+    original = "".join(
+        f"   {line}\n" for line in _original("settlement@lists.example").splitlines()
+    )
+    raw = _list_notice(
+        sender="settlement-admin@lists.example",
+        subject="Loop Alert: Duplicated Message-ID (settlement ML)",
+        body="Duplicated Message-ID in <settlement@lists.example>.\n\n\n"
+        "Original mail as follows:\n\n" + original + "\n   Hello.\n",
+    )
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert bounce.original_message_id == fx.OUR_ID
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject"),
+    [
+        ("Priya Shah <priya.shah@supplier-a.example>", "Re: not a member of the panel?"),
+        ("settlement-admin@lists.example", "Monthly list statistics"),
+    ],
+    ids=["post distributed by the list", "admin notice that refuses nothing"],
+)
+def test_list_traffic_is_not_a_refusal(sender: str, subject: str) -> None:
+    raw = _list_notice(sender=sender, subject=subject, body="See you <settlement@lists.example>\n")
+    assert parse_bounce(fx.parse(raw)) is None
+
+
+def test_daemon_notice_naming_only_its_own_addressee() -> None:
+    """A list address bouncing to itself: the only address given is the notice's own To."""
+    headers = {
+        "From": '"Mailer-Daemon@relay.example" <errors@relay.example>',
+        "To": "settlement@lists.example",
+        "Subject": "Mail Delivery Error - settlement@lists.example",
+        "Precedence": "bulk",
+    }
+    body = (
+        "Your message to <settlement@lists.example> cannot be delivered due to the following"
+        " error:\nsettlement@lists.example - no such mailbox at RELAY.EXAMPLE.\n"
+    )
+    bounce = parse_bounce(fx.parse(fx.plain(headers, body)))
+    assert bounce is not None and bounce.recipients == ()
+    # the same sender and subject with no failure words is a person's note, not a notice
+    note = "Hi all, three parcels are waiting at reception.\n"
+    headers = {"From": "Postmaster <postmaster@office.example>", "Subject": "Undelivered parcels"}
+    assert parse_bounce(fx.parse(fx.plain(headers, note))) is None
+
+
+def test_temporary_code_in_a_notice_that_gave_up_is_permanent() -> None:
+    body = (
+        "Hi. This is the qmail-send program at relay.supplier-c.example.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<readings@supplier-c.example>:\n"
+        "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n\n"
+        "--- Below this line is a copy of the message.\n\n" + _original() + "\nHello.\n"
+    )
+    headers = {"From": "MAILER-DAEMON@relay.supplier-c.example", "Subject": "failure notice"}
+    bounce = parse_bounce(fx.parse(fx.plain(headers, body)))
+    assert bounce is not None
+    assert bounce.recipients[0].status == "4.4.1"
+    assert bounce.permanent and bounce.recipients[0].action == "failed"
+
+
+def _filter_notice(subject: str, text: str, sender: str) -> bytes:
+    return (
+        f"From: {sender}\nTo: {fx.OUR_ADDRESS}\nSubject: {subject}\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="n"\n\n'
+        f"--n\nContent-Type: text/plain; charset=utf-8\n\n{text}\n"
+        f"--n\nContent-Type: message/rfc822\n\n{_original('ops@dcc-b.example')}\nHello.\n--n--\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        (
+            "Mail could not be delivered",
+            "Sent <<< RCPT TO:<ops@dcc-b.example>\n"
+            "Received >>> 550 5.1.1 <ops@dcc-b.example>... user unknown",
+        ),
+        ("メール配信に失敗しました", "メールを配信できません。\n宛先: ops@dcc-b.example"),
+    ],
+    ids=["english", "japanese"],
+)
+def test_filter_notices_from_a_plain_sender_address(subject: str, text: str) -> None:
+    """Mail filters write from a notification address, not MAILER-DAEMON: their subject counts."""
+    raw = _filter_notice(subject, text, '"Gateway Notification" <no-reply@gw.dcc-b.example>')
+    bounce = parse_bounce(fx.parse(raw))
+    assert bounce is not None
+    assert bounce.recipients[0].address == "ops@dcc-b.example"
+    assert bounce.original_message_id == fx.OUR_ID
+
+
+def test_returned_headers_without_a_space_after_the_colon_are_not_recipients() -> None:
+    body = (
+        "This message was created automatically by mail delivery software.\n"
+        "A message that you sent could not be delivered to one or more of its recipients.\n\n"
+        "ops@dcc-b.example Invalid Address, ERROR_CODE :550, mailbox unavailable\n\n\n"
+        "Received:from mx.relay.example by mx2.relay.example with SMTP id 77; Sat, 31 Jan 2026\n"
+        f"Message-ID:{fx.OUR_ID}\nFrom:CPSD <{fx.OUR_ADDRESS}>\nTo:<ops@dcc-b.example>\n"
+        "Cc:<settlement@supplier-b.example>\n"
+    )
+    headers = {"From": "mailer-daemon@mail.relay.example", "Subject": "Undelivered Mail"}
+    bounce = parse_bounce(fx.parse(fx.plain(headers, body)))
+    assert bounce is not None
+    assert [r.address for r in bounce.recipients] == ["ops@dcc-b.example"]
+    assert bounce.original_message_id == fx.OUR_ID
