@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
-from parsers.mime import header_count
+from parsers.charsets import decode_raw_header, has_raw_8bit, message_charset_hints
+from parsers.mime import POLICY, header_count
 
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\u00ad]")
-_ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,13 @@ class SenderResult:
     problem: str | None = None
 
 
-def normalise_domain(domain: str) -> str | None:
-    """IDNA (UTS-46-ish) normalisation; None when the domain is not a plausible host name."""
+def normalise_domain(domain: str, *, single_label: bool = False) -> str | None:
+    """IDNA (UTS-46-ish) normalisation; None when the domain is not a plausible host name.
+
+    ``single_label`` admits a bare host name such as ``localhost``: cron jobs, monitoring
+    and ticket systems send as ``root@localhost``, and that is who sent the message even
+    though no party can own such a domain. A party's configured domain needs a dot.
+    """
     domain = domain.strip().rstrip(".").lower()
     if not domain or _INVISIBLE.search(domain) or len(domain) > 253:
         return None
@@ -53,7 +59,7 @@ def normalise_domain(domain: str) -> str | None:
     except (UnicodeError, ValueError):
         return None
     labels = ascii_domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    if len(labels) < (1 if single_label else 2) or not all(_LABEL.match(x) for x in labels):
         return None
     return ascii_domain
 
@@ -66,7 +72,7 @@ def parse_addr_spec(text: str, display_name: str = "") -> Address | None:
     local, _, domain = text.partition("@")
     if not _LOCAL.match(local) or len(local) > 64:
         return None
-    normalised = normalise_domain(domain)
+    normalised = normalise_domain(domain, single_label=True)
     if normalised is None:
         return None
     return Address(local=local, domain=normalised, display_name=display_name)
@@ -91,10 +97,10 @@ def _single_address(message: EmailMessage, name: str) -> SenderResult:
         return SenderResult(None, f"{name} header cannot be parsed")
     if defects:
         only_encoding = all(type(d).__name__ == "UndecodableBytesDefect" for d in defects)
-        utf8 = _utf8_address(message, name) if only_encoding else None
-        if utf8 is not None:
-            return SenderResult(utf8)
-        return SenderResult(None, f"{name} header is malformed ({type(defects[0]).__name__})")
+        decoded = _decoded_8bit(message, name) if only_encoding else None
+        if decoded is None:
+            return SenderResult(None, f"{name} header is malformed ({type(defects[0]).__name__})")
+        addresses = decoded
     if len(addresses) != 1:
         return SenderResult(None, f"{name} header has {len(addresses)} addresses, expected one")
     only = addresses[0]
@@ -108,16 +114,25 @@ def _single_address(message: EmailMessage, name: str) -> SenderResult:
     return SenderResult(address)
 
 
-def _utf8_address(message: EmailMessage, name: str) -> Address | None:
-    """SMTPUTF8 mail carries raw UTF-8 in headers (B35); read a bare address from it."""
+def _decoded_8bit(message: EmailMessage, name: str) -> tuple[Any, ...] | None:
+    """Addresses of a header sent as raw 8-bit bytes (B35), or None if still malformed.
+
+    SMTPUTF8 mail carries UTF-8 addresses; older clients put a windows-1251 or GB2312
+    display name in the header without encoded words. The bytes are decoded first
+    (``decode_raw_header`` never lets a charset swallow an ASCII ``<`` or ``@``), then
+    parsed again; any defect left still refuses the sender.
+    """
     for key, value in message.raw_items():
         if key.lower() != name.lower():
             continue
-        text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace").strip()
-        found = _ADDR_SPEC.fullmatch(text.strip("<>"))
-        if "\ufffd" in text or found is None:
+        hints = message_charset_hints(message)
+        try:
+            header = POLICY.header_factory(name, decode_raw_header(str(value), hints))
+        except Exception:
             return None
-        return parse_addr_spec(found.group(0))
+        if header.defects or has_raw_8bit(str(header)):
+            return None
+        return tuple(header.addresses)
     return None
 
 

@@ -10,7 +10,6 @@ best-effort answer plus a recorded problem instead of raising.
 from __future__ import annotations
 
 import binascii
-import codecs
 import itertools
 import quopri
 import re
@@ -21,17 +20,23 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 import html2text
-from charset_normalizer import from_bytes
-from charset_normalizer.md import mess_ratio
 
+from parsers.charsets import (
+    decode_bytes,
+    decode_raw_header,
+    has_raw_8bit,
+    message_charset_hints,
+    superset_charset,
+    widen_encoded_words,
+)
 from parsers.recent import Recent
+from parsers.tnef import MAX_TNEF_BYTES, is_winmail, tnef_body
+from parsers.uuencode import strip_uuencoded
 
 # Text parts are previews of what a person wrote; anything longer is a paste or an attack.
 DEFAULT_MAX_PART_BYTES = 4 * 1024 * 1024
 # html2text is pure Python (about 1-2 MB/s); this keeps one conversion well under a second.
 MAX_HTML_CHARS = 600_000
-# charset-normalizer samples its input anyway; a bounded prefix keeps detection cheap.
-_DETECT_SAMPLE = 128 * 1024
 _MAX_WALK = 2000
 
 _BODY_SKIP_TYPES = frozenset(
@@ -45,34 +50,6 @@ _BODY_SKIP_TYPES = frozenset(
     }
 )
 
-# Labels that are subsets of a charset browsers and Windows actually use; decoding with
-# the superset rescues the bytes senders' software really emitted.
-_SUPERSETS = {
-    "iso-8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "iso_8859-1": "cp1252",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "x-sjis": "cp932",
-    "big5": "big5hkscs",
-    "iso-8859-8-i": "iso-8859-8",
-    "windows-874": "cp874",
-    "tis-620": "cp874",
-}
-# Never decode with these labels: UTF-7 lets "+ADw-script+AD4-" become markup (B33); the
-# rest are Python codecs that are not mail charsets ("undefined" raises on any byte).
-_REFUSED_CODECS = frozenset(
-    {"utf-7", "utf_7", "undefined", "idna", "punycode", "unicode-escape", "raw-unicode-escape",
-     "unicode_escape", "raw_unicode_escape", "charmap"}
-)  # fmt: skip
-# Never *guess* these: on ordinary 8-bit mail they are always wrong.
-_REFUSED_GUESSES = ["utf_7", "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 
 MAX_PARAM_HEADER_CHARS = 4 * 1024
 MAX_NESTING = 12
@@ -94,6 +71,10 @@ _B64_ALLOWED = bytes(_B64_DATA) + b"= \t\r\n"
 _B64_NOT_DATA = bytes(b for b in range(256) if b not in _B64_DATA)
 _NEWLINES = re.compile(r"\r\n?")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
+_FORWARD_TYPES = frozenset({"message/rfc822", "message/global"})
+_MAX_CONTINUATIONS = 20
+_HTML_START = re.compile(r"(?:<\?xml[^>]{0,200}>\s*)?(?:<!doctype\s+html|<html[\s>])", re.I)
+_HTML_END = re.compile(r"</(?:html|body)\s*>", re.I)
 
 
 @dataclass(frozen=True)
@@ -134,8 +115,10 @@ class HeaderBudget:
     allowance are read with a bounded regular expression instead.
     """
 
-    def __init__(self, chars: int = 32 * 1024) -> None:
+    def __init__(self, chars: int = 32 * 1024, hints: tuple[str, ...] = ()) -> None:
         self.chars = chars
+        # Charsets the message declares, for parameters sent as raw 8-bit bytes.
+        self.hints = hints
 
     def allows(self, size: int) -> bool:
         if size > MAX_PARAM_HEADER_CHARS or size > self.chars:
@@ -157,10 +140,23 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
     ctype_raw = raw.get("content-type", "")
     disp_raw = raw.get("content-disposition", "")
     size = len(ctype_raw) + len(disp_raw)
-    if (budget or HeaderBudget()).allows(size):
+    budget = budget or HeaderBudget()
+    raw_8bit = has_raw_8bit(ctype_raw) or has_raw_8bit(disp_raw)
+    if raw_8bit:
+        # The stdlib turns raw 8-bit parameter bytes (a GB2312 or UTF-8 filename with no
+        # RFC 2047/2231 encoding, common from Outlook Express and webmail) into U+FFFD;
+        # decode them with the charsets the part and message declare, then read bounded.
+        hints = (_bounded_param(ctype_raw, "charset"), *budget.hints)
+        ctype_raw = decode_raw_header(ctype_raw[:MAX_PARAM_HEADER_CHARS], hints)
+        disp_raw = decode_raw_header(disp_raw[:MAX_PARAM_HEADER_CHARS], hints)
+    elif budget.allows(size):
         try:
             ctype, disposition, name, charset = _parsed_fields(part, raw)
-            return PartInfo(ctype, disposition, name, charset, cte, content_id, None)
+            if name is not None and "\ufffd" in name:
+                # The stdlib decodes RFC 2231 and 2047 names with the label's own charset
+                # (gb2312 for GBK names); the bounded reading uses the superset.
+                name = _bounded_filename(disp_raw, ctype_raw) or name
+            return PartInfo(ctype, disposition, _named(name), charset, cte, content_id, None)
         except Exception:
             pass  # fall through to the bounded reading
     problem = (
@@ -171,7 +167,7 @@ def part_info(part: Message, budget: HeaderBudget | None = None) -> PartInfo:
     return PartInfo(
         _bounded_type(ctype_raw, part),
         _bounded_disposition(disp_raw),
-        _bounded_filename(disp_raw, ctype_raw),
+        _named(_bounded_filename(disp_raw, ctype_raw)),
         _clean_charset(_bounded_param(ctype_raw, "charset")),
         cte,
         content_id,
@@ -274,14 +270,14 @@ def _unquote_2231(value: str) -> str:
         return unquote(value, errors="replace")
     _lang, _, encoded = rest.partition("'")
     try:
-        return unquote(encoded, encoding=charset or "utf-8", errors="replace")
+        return unquote(encoded, encoding=superset_charset(charset or "utf-8"), errors="replace")
     except LookupError:
         return unquote(encoded, errors="replace")
 
 
 def _decode_words(value: str) -> str:
     try:
-        return str(make_header(decode_header(value)))
+        return str(make_header(decode_header(widen_encoded_words(value))))
     except Exception:
         return value
 
@@ -292,37 +288,92 @@ def _clean_charset(charset: object) -> str | None:
     return str(charset).strip().strip("\"'").lower()[:60] or None
 
 
+def _named(name: str | None) -> str | None:
+    """A filename of only blanks (IncrediMail writes ``name=" "`` on body parts) is none."""
+    return name if name is not None and name.strip() else None
+
+
 def best_text(msg: EmailMessage, *, max_chars: int = 2_000_000) -> BodyText:
     """text/plain when the sender wrote one, else the HTML rendered as lines of text.
 
     Parts inside an attached message/rfc822 belong to the forwarded mail, not to this
     one (their identifiers are collected separately by ``evidence.forwarded_texts``).
+    A winmail.dat is read only when the message has no text or HTML body of its own.
     """
     problems: list[str] = []
     try:
-        plain, html = _body_candidates(msg)
+        found = _body_candidates(msg)
     except Exception as exc:  # a malformed tree must still give "no body", not a crash
         return BodyText("", "none", None, (f"body walk failed: {type(exc).__name__}",))
     max_bytes = max(1024, min(DEFAULT_MAX_PART_BYTES, max_chars * 4))
 
     plain_text: str | None = None
-    if plain is not None:
-        plain_text, part_problems = _decode(*plain, max_bytes)
-        problems.extend(part_problems)
-        if not plain_text.strip() and html is not None:
+    if found.plain:
+        plain_text = strip_uuencoded(_decode_parts(found.plain, max_bytes, max_chars, problems))
+        if not plain_text.strip() and found.html:
             plain_text = None  # an empty text/plain beside real HTML is a client quirk
+        elif not found.html and _is_html_document(plain_text):
+            problems.append("text part holds an HTML document; converted")
+            return _html_body(plain_text, max_chars, problems)
     if plain_text is not None:
         return BodyText(_finish(plain_text, max_chars, problems), "plain", None, tuple(problems))
 
-    if html is not None:
-        html_source, part_problems = _decode(*html, max_bytes)
+    if found.html:
+        html_source = _decode_parts(found.html, max_bytes, max_chars, problems)
+        return _html_body(html_source, max_chars, problems)
+    if found.tnef is not None:
+        return _tnef_body(found.tnef, max_chars, problems)
+    return BodyText("", "none", None, tuple(problems))
+
+
+def _decode_parts(parts: list[_Leaf], max_bytes: int, max_chars: int, problems: list[str]) -> str:
+    """The decoded text of ``parts`` joined by blank lines, stopping once past max_chars."""
+    texts: list[str] = []
+    size = 0
+    for part, info in parts:
+        text, part_problems = _decode(part, info, max_bytes)
         problems.extend(part_problems)
-        if len(html_source) > MAX_HTML_CHARS:
-            problems.append(f"HTML body over {MAX_HTML_CHARS} characters; converted a prefix")
-        text = html_to_text(html_source[:MAX_HTML_CHARS])
-        return BodyText(
-            _finish(text, max_chars, problems), "html", html_source[:max_chars], tuple(problems)
-        )
+        texts.append(text)
+        size += len(text)
+        if size > max_chars:
+            break
+    return "\n\n".join(texts) if len(texts) > 1 else texts[0]
+
+
+def _is_html_document(text: str) -> bool:
+    """A "text" part that is an HTML document: form mailers that forget the type, and
+    bare HTML saved without headers (which parses as text/plain). Only a document that
+    opens with <html> or a doctype and closes its body or html counts, so a plain
+    message that merely quotes markup stays text."""
+    head = text[:512].lstrip("\ufeff \t\r\n")
+    if not _HTML_START.match(head):
+        return False
+    return _HTML_END.search(text[-4096:]) is not None
+
+
+def _html_body(html_source: str, max_chars: int, problems: list[str]) -> BodyText:
+    if len(html_source) > MAX_HTML_CHARS:
+        problems.append(f"HTML body over {MAX_HTML_CHARS} characters; converted a prefix")
+    text = html_to_text(html_source[:MAX_HTML_CHARS])
+    return BodyText(
+        _finish(text, max_chars, problems), "html", html_source[:max_chars], tuple(problems)
+    )
+
+
+def _tnef_body(tnef: _Leaf, max_chars: int, problems: list[str]) -> BodyText:
+    """The body Outlook put inside winmail.dat: its plain text, else its HTML.
+
+    An RTF-only body (compressed RTF) is left out: nothing we ship converts RTF.
+    """
+    data, part_problems = decoded_bytes(tnef[0], MAX_TNEF_BYTES, tnef[1])
+    problems.extend(part_problems)
+    plain, html = tnef_body(data)
+    if plain and plain.strip():
+        problems.append("body read from winmail.dat")
+        return BodyText(_finish(plain, max_chars, problems), "plain", None, tuple(problems))
+    if html and html.strip():
+        problems.append("body read from winmail.dat")
+        return _html_body(html, max_chars, problems)
     return BodyText("", "none", None, tuple(problems))
 
 
@@ -506,33 +557,99 @@ def _close_row(conv: Any, row: _Row) -> None:
     conv.soft_br()
 
 
-def _body_candidates(
-    msg: Message,
-) -> tuple[tuple[Message, PartInfo] | None, tuple[Message, PartInfo] | None]:
-    """First text/plain and first text/html that are the message's own body."""
-    plain: tuple[Message, PartInfo] | None = None
-    html: tuple[Message, PartInfo] | None = None
-    budget = HeaderBudget()
-    stack: list[Message] = [msg]
+_Leaf = tuple[Message, PartInfo]
+
+
+@dataclass
+class _Candidates:
+    """The parts the body is read from: each list is a first part plus its continuations."""
+
+    plain: list[_Leaf]
+    html: list[_Leaf]
+    tnef: _Leaf | None
+
+
+def _body_candidates(msg: Message) -> _Candidates:
+    """First text/plain and first text/html that are the message's own body.
+
+    Beyond that first part: text parts that follow it in the same multipart/mixed are
+    shown inline by every client (Apple Mail splits the text around an inline PDF, list
+    software appends a footer part) and so belong to the body; a message that is
+    nothing but a message/rfc822 is read through; when only *named* text parts exist
+    (``Content-Type: text/plain; name=...`` and no disposition) the first is the body;
+    and a winmail.dat is kept in case it holds the only body (Outlook "rich text").
+    """
+    plain: _Leaf | None = None
+    html: _Leaf | None = None
+    parents: dict[str, Message | None] = {}
+    named: dict[str, _Leaf] = {}
+    tnef: _Leaf | None = None
+    budget = HeaderBudget(hints=message_charset_hints(msg))
+    stack: list[tuple[Message, Message | None]] = [(msg, None)]
     seen = 0
     while stack and seen < _MAX_WALK and (plain is None or html is None):
-        part = stack.pop()
+        part, parent = stack.pop()
         seen += 1
         info = part_info(part, budget)
+        payload = raw_payload(part)
+        if isinstance(payload, list) and (
+            info.content_type not in _BODY_SKIP_TYPES
+            or (part is msg and info.content_type in _FORWARD_TYPES)
+        ):
+            stack.extend((p, part) for p in reversed(payload) if isinstance(p, Message))
+            continue
         if info.content_type in _BODY_SKIP_TYPES:
             continue
-        payload = raw_payload(part)
-        if isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
-            continue
-        if info.is_attachment:
-            continue
         ctype = info.content_type
-        if ctype == "text/plain" or (ctype.startswith("multipart/") and isinstance(payload, str)):
-            plain = plain or (part, info)  # a multipart with no usable boundary is one text part
-        elif ctype == "text/html":
-            html = html or (part, info)
-    return plain, html
+        if is_winmail(ctype, info.filename):
+            tnef = tnef or (part, info)
+        elif info.is_attachment:
+            if info.disposition != "attachment" and ctype in ("text/plain", "text/html"):
+                named.setdefault(ctype, (part, info))
+        elif ctype == "text/plain" or (ctype.startswith("multipart/") and isinstance(payload, str)):
+            if plain is None:  # a multipart with no usable boundary is one text part
+                plain, parents["plain"] = (part, info), parent
+        elif ctype == "text/html" and html is None:
+            html, parents["html"] = (part, info), parent
+    if plain is None and html is None:
+        plain, html = named.get("text/plain"), named.get("text/html")
+    return _Candidates(
+        _with_continuations(plain, parents.get("plain"), budget),
+        _with_continuations(html, parents.get("html"), budget),
+        tnef,
+    )
+
+
+def _with_continuations(
+    first: _Leaf | None, parent: Message | None, budget: HeaderBudget
+) -> list[_Leaf]:
+    """``first`` and the unnamed, inline parts of its type after it in a multipart/mixed."""
+    if first is None:
+        return []
+    found = [first]
+    if parent is None or part_info(parent, budget).content_type != "multipart/mixed":
+        return found
+    siblings = raw_payload(parent)
+    if not isinstance(siblings, list):
+        return found
+    after = False
+    for sibling in siblings[:_MAX_WALK]:
+        if sibling is first[0]:
+            after = True
+            continue
+        if not after or not isinstance(sibling, Message):
+            continue
+        info = part_info(sibling, budget)
+        if (
+            info.content_type == first[1].content_type
+            and info.filename is None  # a named part is a file shown inline, not more body
+            and info.disposition != "attachment"
+            and isinstance(raw_payload(sibling), str)
+        ):
+            found.append((sibling, info))
+            if len(found) > _MAX_CONTINUATIONS:
+                break
+    return found
 
 
 def _decode(part: Message, info: PartInfo, max_bytes: int) -> tuple[str, list[str]]:
@@ -545,81 +662,8 @@ def _decode(part: Message, info: PartInfo, max_bytes: int) -> tuple[str, list[st
     text, charset_problem = decode_bytes(data, charset)
     if charset_problem:
         problems.append(charset_problem)
-    return text.replace("\x00", ""), problems
-
-
-def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    """Bytes to text: declared charset, else a normalizer guess, else utf-8 with U+FFFD."""
-    codec = _codec(charset)
-    if charset and codec is None:
-        problem = f"charset {charset[:40]!r} unknown or refused; guessed"
-    else:
-        problem = None
-    candidates: list[str] = []
-    if codec:
-        candidates.append(_SUPERSETS.get(charset or "", codec))
-    elif not charset:
-        candidates.append("utf_8")
-    for name in candidates:
-        try:
-            return data.decode(name), problem
-        except (UnicodeError, LookupError):
-            if charset:
-                problem = f"body is not valid {charset[:40]}; guessed"
-    guess = _guess(data)
-    if guess:
-        try:
-            return data.decode(guess, "replace"), problem
-        except (LookupError, UnicodeError):
-            pass
-    return data.decode("utf-8", "replace"), problem or "undecodable bytes replaced"
-
-
-def _codec(charset: str | None) -> str | None:
-    if not charset:
-        return None
-    try:
-        info = codecs.lookup(charset)
-    except (LookupError, ValueError, TypeError):
-        return None
-    # Only real text encodings: "rot13", "base64" or "undefined" are codecs too.
-    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
-        return None
-    return info.name
-
-
-def _guess(data: bytes) -> str | None:
-    """Best guess at the real charset of unlabelled or mislabelled bytes.
-
-    charset-normalizer alone picks at random among equally "clean" single-byte code pages
-    for short Western text (measured: cp1250 for French, cp1006 for "Straße", cp932 for
-    "£100"), so valid UTF-8 wins first, then windows-1252, what UK senders' software
-    emits, whenever it reads no worse than the library's choice.
-    """
-    if not data:
-        return None
-    sample = data[:_DETECT_SAMPLE]
-    try:
-        sample.decode("utf-8")
-        return "utf_8"
-    except UnicodeDecodeError as exc:
-        if len(data) > len(sample) and exc.start >= len(sample) - 4:
-            return "utf_8"  # only a character cut in two by the end of the sample
-    try:
-        matches = from_bytes(sample, cp_exclusion=_REFUSED_GUESSES)
-        best = matches.best()
-    except Exception:
-        best = None
-    try:
-        western = sample.decode("cp1252")
-        if mess_ratio(western, 1.0) <= (best.chaos if best is not None else 0.0) + 0.02:
-            return "cp1252"
-    except UnicodeDecodeError:
-        pass
-    if best is None:
-        return None
-    encoding = str(best.encoding)
-    return None if encoding in _REFUSED_CODECS else encoding
+    # A byte-order mark opens many Windows-written parts; it is not text anyone wrote.
+    return text.removeprefix("\ufeff").replace("\x00", ""), problems
 
 
 def _b64decode(payload: str, max_bytes: int, problems: list[str]) -> bytes:

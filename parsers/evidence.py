@@ -23,19 +23,22 @@ from parsers.body import (
     HeaderBudget,
     PartInfo,
     best_text,
+    decode_part,
     decoded_bytes,
     part_info,
     raw_payload,
 )
+from parsers.charsets import message_charset_hints
 from parsers.mime import header_text, walk_parts
+from parsers.tnef import is_winmail, tnef_attachment_names
+from parsers.uuencode import decode_uu, may_hold_uuencoded, uuencoded_blocks
 
 MAX_FORWARD_DEPTH = 5
 MAX_WALK = 2000
 MAX_FILENAME_CHARS = 200
-MAX_TNEF_BYTES = 16 * 1024 * 1024
-MAX_TNEF_NAMES = 100
 MAX_FORWARDED_TEXTS = 20
 MAX_FORWARDED_CHARS = 500_000
+MAX_UU_TEXT_BYTES = 16 * 1024 * 1024  # a text part read for uuencoded files
 _SNIFF_BYTES = 8192
 
 _NOT_EVIDENCE = frozenset(
@@ -52,7 +55,8 @@ _NOT_EVIDENCE = frozenset(
     }
 )
 _FORWARD_TYPES = frozenset({"message/rfc822", "message/global"})
-_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+# Text types clients show inline even when named: with a filename they are files too.
+_NAMED_TEXT = frozenset({"text/plain", "text/html"})
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -151,6 +155,7 @@ class _Walker:
         self.visited = 0
 
     def walk(self, root: Message) -> None:
+        self.headers.hints = message_charset_hints(root)
         stack: list[tuple[Message, int, bool]] = [(root, 0, False)]
         while stack and self.visited < MAX_WALK and len(self.found) < self.max_parts:
             part, depth, forwarded = stack.pop()
@@ -171,10 +176,14 @@ class _Walker:
                     (p, depth, forwarded) for p in reversed(payload) if isinstance(p, Message)
                 )
                 continue
+            if ctype == "text/plain" and not info.is_attachment:
+                self._add_uuencoded(part, info, forwarded)
             if part is root and not info.is_attachment:
                 continue  # a single-part message is its own body
-            if info.is_attachment or (
-                ctype not in _NOT_EVIDENCE and not ctype.startswith("multipart/")
+            if (
+                info.is_attachment
+                or (info.filename is not None and ctype in _NAMED_TEXT)  # a text file shown inline
+                or (ctype not in _NOT_EVIDENCE and not ctype.startswith("multipart/"))
             ):
                 self._add_leaf(part, info, forwarded)
 
@@ -196,9 +205,7 @@ class _Walker:
         if info.problem:
             problems.insert(0, info.problem)
         contents: tuple[str, ...] = ()
-        if info.content_type in _TNEF_TYPES or (info.filename or "").lower().endswith(
-            "winmail.dat"
-        ):
+        if is_winmail(info.content_type, info.filename):
             contents = tnef_names(data)
         self.found.append(
             Evidence(
@@ -213,6 +220,29 @@ class _Walker:
                 problem="; ".join(problems) or None,
             )
         )
+
+    def _add_uuencoded(self, part: Message, info: PartInfo, forwarded: bool) -> None:
+        """Files uuencoded inside a text body (Lotus Notes, old clients) are attachments."""
+        payload = raw_payload(part)
+        if not isinstance(payload, str) or self.budget <= 0 or not may_hold_uuencoded(payload):
+            return
+        text = decode_part(part, min(self.budget, MAX_UU_TEXT_BYTES))
+        for block in uuencoded_blocks(text):
+            if len(self.found) >= self.max_parts or self.budget <= 0:
+                return
+            data = decode_uu(block.lines, self.budget)
+            self.budget -= len(data)
+            self.found.append(
+                Evidence(
+                    filename=clean_filename(block.name, len(self.found) + 1),
+                    content_type="application/octet-stream",
+                    sniffed_type=_sniff(data),
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    from_forward=forwarded,
+                    problem=None if block.complete else "uuencoded file has no end line",
+                )
+            )
 
     def _add_forward(self, part: Message, info: PartInfo, forwarded: bool) -> None:
         index = len(self.found) + 1
@@ -242,7 +272,7 @@ class _Walker:
 def _forwarded_messages(msg: Message) -> list[tuple[EmailMessage, int]]:
     out: list[tuple[EmailMessage, int]] = []
     stack: list[tuple[Message, int]] = [(msg, 0)]
-    budget = HeaderBudget()
+    budget = HeaderBudget(hints=message_charset_hints(msg))
     seen = 0
     while stack and seen < MAX_WALK and len(out) < MAX_FORWARDED_TEXTS:
         part, depth = stack.pop()
@@ -305,31 +335,8 @@ def _serialise(part: Message, inner: Message | None) -> bytes:
 
 
 def tnef_names(data: bytes) -> tuple[str, ...]:
-    """Names of the files inside an Outlook winmail.dat, best effort."""
-    if not data or len(data) > MAX_TNEF_BYTES:
-        return ()
-    try:
-        import logging
-
-        from tnefparse import TNEF
-
-        logging.getLogger("tnefparse").setLevel(logging.ERROR)
-        parsed = TNEF(data, do_checksum=False)
-        names: list[str] = []
-        for attachment in parsed.attachments[:MAX_TNEF_NAMES]:
-            try:
-                name = attachment.long_filename()
-            except Exception:
-                name = getattr(attachment, "name", "")
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            if not name and not getattr(attachment, "data", b""):
-                continue  # a truncated stream: an attachment record with nothing in it
-            cleaned = clean_filename(str(name or ""), len(names) + 1)
-            names.append(cleaned)
-        return tuple(names)
-    except Exception:  # RecursionError included: embedded TNEF recurses
-        return ()
+    """Names of the files inside an Outlook winmail.dat, cleaned as any other name."""
+    return tuple(clean_filename(name, i) for i, name in enumerate(tnef_attachment_names(data), 1))
 
 
 def evidence_files(
@@ -337,8 +344,9 @@ def evidence_files(
 ) -> list[tuple[str, str, bytes]]:
     """(filename, declared type, decoded bytes) of the attachments, to pass evidence on.
 
-    Only parts with a file name that are not embedded images count; a part that would
-    take the total over ``max_total_bytes`` is left out (its name is still in the facts).
+    Only parts with a file name that are not embedded images count, and files uuencoded
+    inside a text part; a file that would take the total over ``max_total_bytes`` is left
+    out (its name is still in the facts).
     """
     files: list[tuple[str, str, bytes]] = []
     total = 0
@@ -346,6 +354,17 @@ def evidence_files(
         for index, part in enumerate(walk_parts(msg, cap=500)):
             if part.is_multipart() or len(files) >= max_files:
                 continue
+            if part.get_content_type() == "text/plain" and may_hold_uuencoded(
+                str(raw_payload(part))
+            ):
+                text = decode_part(part, max_total_bytes)
+                for block in uuencoded_blocks(text)[: max_files - len(files)]:
+                    data = decode_uu(block.lines, max_total_bytes + 1)
+                    if total + len(data) > max_total_bytes:
+                        continue
+                    total += len(data)
+                    uu_name = clean_filename(block.name, index)
+                    files.append((uu_name, "application/octet-stream", data))
             name = part.get_filename()
             if not name or (part.get_content_disposition() == "inline" and part.get("Content-ID")):
                 continue

@@ -7,6 +7,7 @@ Addresses use the fictitious ``.example`` parties of the demo directory.
 
 from __future__ import annotations
 
+import binascii
 import textwrap
 from email import policy
 from email.message import EmailMessage
@@ -515,3 +516,9 @@ def plain(headers: dict[str, str], body: str = "Hello.\n") -> bytes:
     base.update(headers)
     lines = [f"{k}: {v}" for k, v in base.items() if v is not None]
     return ("\n".join(lines) + "\n\n" + body).encode("utf-8")
+
+
+def uuencode(name: str, data: bytes) -> bytes:
+    """A file the way Lotus Notes puts it into a text body."""
+    lines = [binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45)]
+    return b"begin 644 " + name.encode() + b"\n" + b"".join(lines) + b"`\nend\n"

@@ -98,3 +98,32 @@ def test_parse_addr_spec_refuses_oddities() -> None:
     assert parse_addr_spec("ops@party.example") is not None
     for bad in ('"q"@party.example', "a@b@c.example", "nodomain", "x" * 65 + "@p.example"):
         assert parse_addr_spec(bad) is None
+
+
+def test_raw_8bit_display_name_keeps_the_sender() -> None:
+    name = "Служба учёта".encode("cp1251")
+    msg = message(
+        b"From: "
+        + name
+        + b" <desk@party.example>\r\nContent-Type: text/plain; charset=windows-1251"
+    )
+    result = sender(msg)  # type: ignore[arg-type]
+    assert result.address is not None and result.address.addr_spec == "desk@party.example"
+    assert result.address.display_name == "Служба учёта"
+
+
+def test_raw_8bit_bytes_never_hide_a_second_address() -> None:
+    # Shift_JIS would read 0x81 0x40 as one character and so hide the first "@"; the
+    # header must stay malformed rather than become a single, different address.
+    msg = message(
+        b"From: a\x81@evil.example <ops@party.example>\r\nContent-Type: text/plain; charset=shift_jis"
+    )
+    result = sender(msg)  # type: ignore[arg-type]
+    assert result.address is None and result.problem
+
+
+def test_bare_host_sender_is_kept() -> None:
+    result = sender(message(b"From: Cron Daemon <root@localhost>"))  # type: ignore[arg-type]
+    assert result.address is not None and result.address.addr_spec == "root@localhost"
+    assert parse_addr_spec("root@localhost") is not None
+    assert normalise_domain("localhost") is None  # a party's domain still needs a dot

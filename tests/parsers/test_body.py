@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
 
-from parsers.body import best_text, decode_bytes, decode_part, html_to_text, part_info
+from parsers.body import best_text, decode_part, html_to_text, part_info
+from parsers.charsets import decode_bytes
+from parsers.tnef import tnef_body
+from parsers.uuencode import decode_uu, uuencoded_blocks
+from tests.parsers.fixtures_mail import uuencode
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -204,3 +210,153 @@ def test_oversized_parameter_header_is_read_without_the_stdlib_parser() -> None:
     assert info.disposition == "attachment"
     assert info.filename == "A" * 64
     assert info.problem is not None
+
+
+APPLE_SPLIT = b"""From: ops@party.example
+Content-Type: multipart/mixed; boundary="split"
+
+--split
+Content-Type: text/plain; charset=us-ascii
+
+Summary: reads rejected since Monday, screenshot below.
+
+--split
+Content-Type: application/pdf; name="portal.pdf"
+Content-Disposition: inline; filename="portal.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQK
+
+--split
+Content-Type: text/plain; charset=us-ascii
+
+MPAN: 1012345678901 is the second affected supply.
+--split
+Content-Type: text/plain; charset=us-ascii
+Content-Disposition: inline; filename="notes.txt"
+
+a named text part is a file, not more body
+--split--
+"""
+
+
+def test_text_after_an_inline_attachment_is_still_body() -> None:
+    body = best_text(parse(APPLE_SPLIT))
+    assert "screenshot below" in body.text and "1012345678901" in body.text
+    assert "named text part" not in body.text
+
+
+def test_alternative_parts_are_never_joined() -> None:
+    body = best_text(parse(ALTERNATIVE))
+    assert "HTML loses" not in body.text
+
+
+def test_continuations_are_bounded() -> None:
+    parts = b"".join(b"--m\nContent-Type: text/plain\n\npart %d\n" % i for i in range(200))
+    raw = b'From: a@b.example\nContent-Type: multipart/mixed; boundary="m"\n\n' + parts + b"--m--\n"
+    text = best_text(parse(raw)).text
+    assert "part 0" in text and "part 20" in text and "part 21" not in text
+
+
+def test_message_that_is_only_a_forwarded_message_is_read_through() -> None:
+    raw = b"""From: relay@party.example
+Subject: forwarded message from the desk
+Content-Type: message/rfc822
+
+From: desk@other.example
+Subject: DIP outage
+Content-Type: text/plain; charset=utf-8
+
+Transaction ID: T-IF-041-1009012345-REGS-20261127-0123456789ABCDEF
+"""
+    body = best_text(parse(raw))
+    assert body.source == "plain" and "T-IF-041-1009012345" in body.text
+
+
+def test_named_text_parts_without_disposition_give_the_body() -> None:
+    raw = b"""From: a@b.example
+Content-Type: multipart/mixed; boundary="n"
+
+--n
+Content-Type: text/plain; name="message.txt"
+
+Impact: no reads settle for 40 sites
+--n
+Content-Type: image/png; name="x.png"
+Content-Transfer-Encoding: base64
+
+iVBORw0KGgo=
+--n--
+"""
+    body = best_text(parse(raw))
+    assert (body.source, body.text.strip()) == ("plain", "Impact: no reads settle for 40 sites")
+
+
+def tnef_with_body(text: bytes) -> bytes:
+    """A minimal winmail.dat holding only a message body (attBody)."""
+
+    def obj(level: int, name: int, kind: int, data: bytes) -> bytes:
+        head = struct.pack("<BHHI", level, name, kind, len(data))
+        return head + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+    version = obj(1, 0x9006, 0x0008, struct.pack("<I", 0x10000))
+    return struct.pack("<IH", 0x223E9F78, 0x0001) + version + obj(1, 0x800C, 0x0002, text)
+
+
+def test_body_only_inside_winmail_dat_is_read() -> None:
+    data = base64.encodebytes(tnef_with_body(b"Summary: meter reads missing\r\n\x00"))
+    raw = (
+        b'From: ops@party.example\r\nContent-Type: application/ms-tnef; name="winmail.dat"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + data
+    )
+    body = best_text(parse(raw))
+    assert body.text.strip() == "Summary: meter reads missing"
+    assert "body read from winmail.dat" in body.problems
+    assert tnef_body(b"not tnef") == (None, None)
+
+
+def test_winmail_dat_is_not_read_when_there_is_a_text_body() -> None:
+    data = base64.encodebytes(tnef_with_body(b"inside"))
+    raw = (
+        b'From: a@b.example\r\nContent-Type: multipart/mixed; boundary="t"\r\n\r\n'
+        b"--t\r\nContent-Type: text/plain\r\n\r\noutside\r\n--t\r\n"
+        b"Content-Type: application/ms-tnef\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + data
+        + b"--t--\r\n"
+    )
+    assert best_text(parse(raw)).text.strip() == "outside"
+
+
+def test_uuencoded_file_is_taken_out_of_the_body() -> None:
+    file = uuencode("dip-status.pdf", b"%PDF-1.4\n" + bytes(range(256)) * 4)
+    body = best_text(single(b"Status report attached.\n\n" + file + b"\nRegards, Jo\n"))
+    assert body.text.split() == ["Status", "report", "attached.", "Regards,", "Jo"]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"<html><body><p>Reads <b>missing</b> since 09:00</p></body></html>",
+        b'\xef\xbb\xbf<?xml version="1.0"?>\n<!DOCTYPE html>\n<html><body>'
+        b"<div>Reads missing since 09:00</div></body></html>\n",
+    ],
+)
+def test_html_document_in_a_text_part_is_converted(document: bytes) -> None:
+    body = best_text(single(document, "text/plain; charset=utf-8"))
+    assert body.source == "html"
+    assert " ".join(body.text.split()) == "Reads missing since 09:00"
+
+
+def test_text_that_only_mentions_markup_stays_text() -> None:
+    text = b"Please remove the <html> tag from the template; it breaks the portal."
+    body = best_text(single(text))
+    assert (body.source, body.text) == ("plain", text.decode())
+
+
+def test_uuencoded_file_cut_short_is_still_taken_out() -> None:
+    file = uuencode("log.bin", bytes(range(256)) * 8)
+    cut = file[: len(file) // 2]  # the part was truncated before the "end" line
+    body = best_text(single(b"Log follows.\n" + cut))
+    assert body.text.strip() == "Log follows."
+    (block,) = uuencoded_blocks(cut.decode())
+    assert not block.complete and decode_uu(block.lines, 10_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import struct
 import time
@@ -12,7 +13,13 @@ from email.parser import BytesParser
 
 import pytest
 
-from parsers.evidence import clean_filename, find_evidence, forwarded_texts, tnef_names
+from parsers.evidence import (
+    clean_filename,
+    evidence_files,
+    find_evidence,
+    forwarded_texts,
+    tnef_names,
+)
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -243,3 +250,57 @@ Status: 5.1.1
 --r--
 """
     assert find_evidence(parse(raw)) == []
+
+
+def test_named_inline_text_part_is_evidence() -> None:
+    part = (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Disposition: inline; filename*0*=utf-8''%E2%82%AC-readings; filename*1=.csv\r\n"
+        b"\r\nmpan,read\r\n"
+    )
+    (item,) = find_evidence(parse(mixed(part)))
+    assert (item.filename, item.content_type) == ("€-readings.csv", "text/plain")
+
+
+def test_blank_names_on_body_parts_are_not_files() -> None:
+    part = b'Content-Type: text/plain; name=" "\r\nContent-Disposition: inline\r\n\r\nmore body\r\n'
+    assert find_evidence(parse(mixed(part))) == []
+
+
+@pytest.mark.parametrize(
+    ("charset", "name"),
+    [
+        ("GB2312", "电表读数报告.xls"),
+        ("windows-1251", "Отчёт по счётчикам.pdf"),
+        ("utf-8", "Zählerstände.pdf"),
+    ],
+)
+def test_raw_8bit_filename_uses_the_declared_charset(charset: str, name: str) -> None:
+    raw_name = name.encode("gb2312" if charset == "GB2312" else charset)
+    raw = (
+        b'From: a@b.example\r\nContent-Type: multipart/mixed; boundary="b"; charset="'
+        + charset.encode()
+        + b'"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n'
+        b'Content-Type: application/octet-stream; name="' + raw_name + b'"\r\n'
+        b'Content-Disposition: attachment; filename="' + raw_name + b'"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\neA==\r\n--b--\r\n"
+    )
+    (item,) = find_evidence(parse(raw))
+    assert item.filename == name
+
+
+def test_gb2312_labelled_rfc2231_name_with_gbk_characters() -> None:
+    quoted = "".join(f"%{b:02X}" for b in "镕钢报告.xls".encode("gbk"))
+    disposition = f"attachment; filename*=gb2312''{quoted}".encode()
+    (item,) = find_evidence(parse(mixed(attachment(disposition, b"x"))))
+    assert item.filename == "镕钢报告.xls"
+
+
+def test_uuencoded_file_in_the_text_is_evidence() -> None:
+    data = PNG + bytes(range(200))
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    body = b"Screenshot follows.\n\nbegin 644 portal.png\n" + lines + b"`\nend\n"
+    msg = parse(b"From: a@b.example\r\nContent-Type: text/plain\r\n\r\n" + body)
+    (item,) = find_evidence(msg)
+    assert (item.filename, item.size, item.sniffed_type) == ("portal.png", len(data), "image/png")
+    assert evidence_files(msg) == [("portal.png", "application/octet-stream", data)]

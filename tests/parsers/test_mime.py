@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -175,3 +176,130 @@ def test_walk_parts_is_bounded() -> None:
     parsed = parse_bounded(flat(900))
     assert parsed.message is not None
     assert len(walk_parts(parsed.message, cap=50)) == 50
+
+
+@pytest.mark.parametrize(
+    ("raw_subject", "content_type", "expected"),
+    [
+        (  # old webmail: raw windows-1251, no encoded words, charset only on the body
+            "Отказ по заявке".encode("cp1251"),
+            b"text/plain; charset=windows-1251",
+            "Отказ по заявке",
+        ),
+        ("Zählerstände fehlen".encode(), b"text/plain; charset=iso-8859-1", "Zählerstände fehlen"),
+        (
+            "Relevé à vérifier".encode("latin-1"),
+            b"text/plain; charset=iso-8859-1",
+            "Relevé à vérifier",
+        ),
+    ],
+)
+def test_raw_8bit_subject_is_decoded(
+    raw_subject: bytes, content_type: bytes, expected: str
+) -> None:
+    raw = b"From: a@b.example\r\nSubject: " + raw_subject
+    raw += b"\r\nContent-Type: " + content_type + b"\r\n\r\nbody"
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None
+    assert header_text(parsed.message, "Subject") == expected
+
+
+def test_gb2312_labelled_subject_with_gbk_characters() -> None:
+    word = base64.b64encode("关于镕铸车间的报告".encode("gbk")).decode()
+    raw = f"From: a@b.example\r\nSubject: =?gb2312?B?{word}?=\r\n\r\nbody".encode()
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None
+    assert header_text(parsed.message, "Subject") == "关于镕铸车间的报告"
+
+
+def forward_as_base64(inner: bytes) -> bytes:
+    return (
+        b'From: ops@party.example\r\nContent-Type: multipart/mixed; boundary="f"\r\n\r\n'
+        b"--f\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--f\r\n"
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(inner)
+        + b"--f--\r\n"
+    )
+
+
+def test_base64_encoded_attached_message_is_decoded() -> None:
+    inner = b"From: desk@other.example\r\nSubject: DIP outage\r\n\r\nMPAN 1012345678901\r\n"
+    parsed = parse_bounded(forward_as_base64(inner))
+    assert parsed.message is not None
+    attached = parsed.message.get_payload()[1].get_payload()[0]  # type: ignore[index, union-attr]
+    assert attached["Subject"] == "DIP outage"
+    assert attached.get_payload().strip() == "MPAN 1012345678901"
+    assert "attached message was base64-encoded; decoded" in parsed.problems
+
+
+def test_base64_encoded_attached_message_still_meets_the_limits() -> None:
+    started = time.perf_counter()
+    parsed = parse_bounded(forward_as_base64(nested(500)))
+    assert time.perf_counter() - started < 1.0
+    assert parsed.message is not None
+    assert any("not read" in p and "multipart" in p for p in parsed.problems)
+    russian_doll = b"From: a@b.example\r\n\r\ninnermost\r\n"
+    for _ in range(6):
+        russian_doll = forward_as_base64(russian_doll)
+    assert parse_bounded(russian_doll).message is not None
+
+
+SAVED_WITH_A_BANNER = b"""==== saved message ====
+Return-Path: <forms@web.party.example>
+Received: from web.party.example ([192.0.2.7])
+by mx.party.example with ESMTP
+for desk@party.example;
+Mon, 2 Mar 2026 10:00:00 +0000
+To: desk@party.example
+Subject: Web form: meter exchange
+From: forms@web.party.example
+Content-Type: text/plain; charset=utf-8
+Message-Id: <form-1@web.party.example>
+
+Name: Jo
+"""
+
+
+def test_junk_first_line_and_unindented_folding_are_mended() -> None:
+    parsed = parse_bounded(SAVED_WITH_A_BANNER)
+    assert parsed.message is not None
+    assert header_text(parsed.message, "Subject") == "Web form: meter exchange"
+    assert header_text(parsed.message, "From") == "forms@web.party.example"
+    assert parsed.message.get_payload().strip() == "Name: Jo"  # type: ignore[union-attr]
+    assert "1 junk line(s) before the headers dropped" in parsed.problems
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # A pasted reply: the quoted Outlook block is not this message's header.
+        b"Fine by me.\n____\nFrom: Ops [ops@party.example]\nSent: Monday\nTo: Desk\n"
+        b"Subject: DIP outage\n\nOriginal text\n",
+        # B19: a body with no separator stays a body.
+        b"Subject: s\ncounter to RFC 5322 there is no blank line\nFrom: x@y.example\n\nz\n",
+    ],
+)
+def test_prose_is_never_mended_into_headers(raw: bytes) -> None:
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None
+    assert not any("mended" in p or "junk" in p for p in parsed.problems)
+    assert header_text(parsed.message, "From") is None
+
+
+def test_header_mending_is_bounded() -> None:
+    folded = b"".join(b"unindented fold %d of a long header\n" % i for i in range(900))
+    raw = b"junk\nReturn-Path: <a@x.example>\nReceived: from a\n" + folded
+    raw += b"Message-ID: <m@x.example>\n\nbody\n"
+    seconds, parsed = timed(raw)
+    assert seconds < 0.5 and parsed.message is not None  # type: ignore[attr-defined]
+    assert "900 unindented header continuation line(s) mended" in parsed.problems  # type: ignore[attr-defined]
+
+
+def test_indented_first_line_is_body_not_a_lost_fold() -> None:
+    raw = b"  <html><body><p>Reply above the quote</p></body></html>\n"
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None
+    assert parsed.message.get_payload() == raw.decode()
+    folded_header = parse_bounded(b" Subject: indented by a broken relay\n\nbody\n")
+    assert folded_header.message is not None
+    assert "no header block; the whole message read as body" not in folded_header.problems
