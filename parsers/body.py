@@ -37,6 +37,10 @@ from parsers.uuencode import strip_uuencoded
 DEFAULT_MAX_PART_BYTES = 4 * 1024 * 1024
 # html2text is pure Python (about 1-2 MB/s); this keeps one conversion well under a second.
 MAX_HTML_CHARS = 600_000
+# ... and its cost is per tag or entity (up to about 9 us each), so a prefix holding this
+# many "<" and "&" is the most converted (600 KB of "<?" took 2.6 s; Outlook writes one
+# per 20 characters or more, so real mail meets MAX_HTML_CHARS first).
+MAX_HTML_MARKUP = 30_000
 _MAX_WALK = 2000
 
 _BODY_SKIP_TYPES = frozenset(
@@ -75,6 +79,13 @@ _FORWARD_TYPES = frozenset({"message/rfc822", "message/global"})
 _MAX_CONTINUATIONS = 20
 _HTML_START = re.compile(r"(?:<\?xml[^>]{0,200}>\s*)?(?:<!doctype\s+html|<html[\s>])", re.I)
 _HTML_END = re.compile(r"</(?:html|body)\s*>", re.I)
+# What Python 3.11's html.parser searches for from a "<" to the end of the text.
+_COMMENT_CLOSE = re.compile(r"--\s*>")
+_SECTION_CLOSE = re.compile(r"]\s*]\s*>")
+_MS_SECTION_CLOSE = re.compile(r"]\s*>")
+_SECTION_NAME = re.compile(r"<!\[([a-zA-Z][-_.a-zA-Z0-9]*)")
+_QUOTED_VALUE = re.compile(r"""=\s*(["'])""")
+_MARKUP = re.compile(r"[<&]")
 
 
 @dataclass(frozen=True)
@@ -354,7 +365,13 @@ def _is_html_document(text: str) -> bool:
 def _html_body(html_source: str, max_chars: int, problems: list[str]) -> BodyText:
     if len(html_source) > MAX_HTML_CHARS:
         problems.append(f"HTML body over {MAX_HTML_CHARS} characters; converted a prefix")
-    text = html_to_text(html_source[:MAX_HTML_CHARS])
+    prefix = html_source[:MAX_HTML_CHARS]
+    cut = _markup_cut(prefix, MAX_HTML_MARKUP)
+    if cut < len(prefix):
+        problems.append(
+            f"HTML body has over {MAX_HTML_MARKUP} tags and entities; converted a prefix"
+        )
+    text = html_to_text(prefix[:cut])
     return BodyText(
         _finish(text, max_chars, problems), "html", html_source[:max_chars], tuple(problems)
     )
@@ -438,13 +455,96 @@ def html_to_text(html: str) -> str:
     """
     try:
         converter = _RowTableHTML2Text()
-        text = converter.handle(html.replace("\x00", ""))
+        text = converter.handle(defuse_markup(html.replace("\x00", "")))
     except Exception:  # html2text on truly broken markup; fall back to stripping tags
         text = re.sub(r"<[^<>]*>", " ", html)
     text = text.replace("&nbsp_place_holder;", " ").replace("\u00a0", " ")
     # rstrip per line: the regex "[ \t]+$" is quadratic on long runs of spaces.
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
+
+
+def _markup_cut(html: str, limit: int) -> int:
+    """Length of the prefix of ``html`` holding at most ``limit`` "<" and "&" characters."""
+    if html.count("<") + html.count("&") <= limit:
+        return len(html)
+    marks = itertools.islice(_MARKUP.finditer(html), limit, None)
+    return next(marks).start()
+
+
+def defuse_markup(html: str) -> str:
+    """``html`` with every "<" that opens an unterminated construct written as "&lt;".
+
+    Python 3.11's html.parser (under html2text) looks for the end of an unterminated
+    tag, comment or marked section from its "<" to the end of the text, again for the
+    next one: 40 KB of "<x " took 16 s, of "<!--" about 1 s, and 600 KB of "<!--" minutes
+    (CVE-2025-6069, fixed only in later Pythons). A tag must end before the next "<", a
+    comment or section wherever its close is, and once a close is known to be missing it
+    is never searched for again, so this is one pass. The parser would have shown such a
+    "<" as text anyway, the way it shows "&lt;".
+    """
+    if "<" not in html:
+        return html
+    out: list[str] = []
+    copied = 0
+    missing: dict[re.Pattern[str], int] = {}  # close pattern -> absent from this offset on
+    i = html.find("<")
+    while i >= 0:
+        after = html.find("<", i + 1)
+        end = _construct_end(html, i, len(html) if after < 0 else after, missing)
+        if end < 0:
+            out.append(html[copied:i])
+            out.append("&lt;")
+            copied = i + 1
+            i = after
+        else:
+            i = after if after < 0 or after >= end else html.find("<", end)
+    out.append(html[copied:])
+    return "".join(out)
+
+
+def _construct_end(html: str, i: int, stop: int, missing: dict[re.Pattern[str], int]) -> int:
+    """Where the construct opening at ``html[i] == "<"`` ends, or -1 if it does not."""
+    if html.startswith("<!--", i):
+        return _close_after(html, _COMMENT_CLOSE, i + 4, missing)
+    if html.startswith("<![", i):
+        name = _SECTION_NAME.match(html, i)
+        keyword = name.group(1).lower() if name else ""
+        if keyword in ("if", "else", "endif"):  # Outlook's <![if !supportLists]>
+            return _close_after(html, _MS_SECTION_CLOSE, i + 3, missing)
+        if keyword in ("temp", "cdata", "ignore", "include", "rcdata"):
+            return _close_after(html, _SECTION_CLOSE, i + 3, missing)
+        return -1  # html.parser raises on any other keyword
+    following = html[i + 1 : i + 2]
+    if following in ("!", "?", "/"):
+        gt = html.find(">", i, stop)
+        return gt + 1 if gt >= 0 else -1
+    if not following.isascii() or not following.isalpha():
+        return i + 1  # "< 5" or "<3": text, which the parser reads without a search
+    pos = i + 1
+    while True:  # a start tag: its ">" is the first one outside a quoted value
+        gt = html.find(">", pos, stop)
+        if gt < 0:
+            return -1
+        value = _QUOTED_VALUE.search(html, pos, gt)
+        if value is None:
+            return gt + 1
+        close = html.find(value.group(1), value.end(), stop)
+        if close < 0:
+            return -1
+        pos = close + 1
+
+
+def _close_after(
+    html: str, close: re.Pattern[str], start: int, missing: dict[re.Pattern[str], int]
+) -> int:
+    if start >= missing.get(close, len(html) + 1):
+        return -1
+    found = close.search(html, start)
+    if found is None:
+        missing[close] = start
+        return -1
+    return found.end()
 
 
 class _RowTableHTML2Text(html2text.HTML2Text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
@@ -29,7 +29,9 @@ _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
 # Counted on ASCII-lowered bytes: the same matches as with re.IGNORECASE (which for bytes
 # folds only A-Z), found several times faster.
-_BOUNDARY_PARAM = re.compile(rb"boundary\s*\*?\s*=")
+# "(?:\*\s*)?" rather than "\*?\s*": two adjacent \s* backtrack quadratically over a long
+# run of blanks after a "boundary" that has no "=".
+_BOUNDARY_PARAM = re.compile(rb"boundary\s*(?:\*\s*)?=")
 _RFC2231_SEGMENT = re.compile(rb"\*\d{1,6}\*?\s*=")
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,100}[ \t]*:")
 # Fields only software writes: a quoted "From: / Sent: / To: / Subject:" block in a
@@ -39,6 +41,26 @@ _TRANSPORT_HEADER = re.compile(
     rb"|content-transfer-encoding|dkim-signature|authentication-results|x-[a-z0-9-]{1,60})"
     rb"[ \t]*:"
 )
+# Fields policy.default parses token by token. Its parser is superlinear in the tokens of
+# some shapes (a run of '"', " :" or ","; 30 KB of them take 10-20 s per parse), and the
+# feedparser itself parses the Content-Type of every part, so they are costed up front.
+_STRUCTURED_NAMES = (
+    rb"(?:content-(?:type|disposition|transfer-encoding)|mime-version|message-id|from|to|cc"
+    rb"|bcc|sender|reply-to|resent-(?:from|to|cc|bcc|sender))"
+)
+# On ASCII-lowered bytes, after a line break (the first header line is costed apart).
+_STRUCTURED_FIELD = re.compile(
+    rb"[\r\n](?P<name>" + _STRUCTURED_NAMES + rb")[ \t]*:"
+    rb"(?P<value>[^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*)"
+)
+_STRUCTURED_HEADER = re.compile(rb"(?i)(?P<name>" + _STRUCTURED_NAMES + rb")[ \t]*:")
+_ADDRESS_NAMES = frozenset(
+    {b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to", b"resent-from", b"resent-to",
+     b"resent-cc", b"resent-bcc", b"resent-sender"}
+)  # fmt: skip
+_TOKEN_BYTES = b'"(),.:;<>@[\\]='
+_NOT_TOKEN = bytes(b for b in range(256) if b not in _TOKEN_BYTES)
+_LONG_RUN = re.compile(rb"[^ \t\r\n]{256}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -52,13 +74,20 @@ class CachingPolicy(EmailPolicy):
     """
 
     def header_fetch_parse(self, name: str, value: Any) -> Any:
-        if hasattr(value, "name") or len(value) > 2048:
+        if hasattr(value, "name") or len(value) > 32 * 1024:
             return super().header_fetch_parse(name, value)
+        if len(value) > 2048:  # rare; the walks over one message still ask several times
+            return _fetch_long(self, name, value)
         return _fetch(self, name, value)
 
 
 @lru_cache(maxsize=8192)
 def _fetch(policy: CachingPolicy, name: str, value: str) -> Any:
+    return super(CachingPolicy, policy).header_fetch_parse(name, value)
+
+
+@lru_cache(maxsize=32)
+def _fetch_long(policy: CachingPolicy, name: str, value: str) -> Any:
     return super(CachingPolicy, policy).header_fetch_parse(name, value)
 
 
@@ -79,6 +108,36 @@ class Limits:
     max_multiparts: int = 50
     max_parameter_segments: int = 500
     max_defects_reported: int = 20
+    # Structured header fields (From, To, Content-Type, ...), in header_parse_cost units
+    # of about 10-25 microseconds: one field (a header over it is dropped, a part header
+    # refuses the message) and all fields of the message together.
+    max_header_parse_cost: int = 10_000
+    max_message_header_parse_cost: int = 25_000
+    # The feedparser works line by line (about 0.25 us a line): 32 MB of empty lines took
+    # 8 s. Real mail has lines of tens of bytes (base64: 76), so 32 MB is under a million.
+    max_lines: int = 2_000_000
+    # ... and checks every line against the boundary of each multipart it is inside:
+    # 45 nested multiparts over a million lines took 4.8 s (about 0.1 us a check). Lines
+    # times multiparts (counted, not nesting depth, which is unknown before the parse), so
+    # that a real 25 MB message with 40 attachments (336,000 lines, 44 multiparts: 14.8
+    # million, of which only a few are nested) still parses; hostile nesting stays ~2 s.
+    max_multipart_lines: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a parse used of the per-message limits, re-parsed attached messages included."""
+
+    lines: int = 0
+    header_cost: int = 0
+    multipart_lines: int = 0
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(
+            self.lines + other.lines,
+            self.header_cost + other.header_cost,
+            self.multipart_lines + other.multipart_lines,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +146,7 @@ class ParsedMessage:
 
     message: EmailMessage | None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    spent: Spent = field(default_factory=Spent, compare=False, repr=False)
 
     @property
     def refused(self) -> bool:
@@ -108,13 +168,25 @@ def parse_bounded(raw: bytes, limits: Limits = Limits(), *, _depth: int = 0) -> 
         return ParsedMessage(
             None, (f"{header_lines} header lines, over the {limits.max_headers} limit",)
         )
+    lines = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
+    if lines > limits.max_lines:
+        return ParsedMessage(None, (f"{lines} lines, over the {limits.max_lines} limit",))
     lowered = raw.lower()
     multiparts = len(_BOUNDARY_PARAM.findall(lowered))
     attaches_messages = b"message/" in lowered
+    part_header_cost, costly = _part_header_cost(lowered, header_len, limits)
     del lowered  # a second copy of a 32 MB message must not live through the parse
     if multiparts > limits.max_multiparts:
         return ParsedMessage(
             None, (f"{multiparts} multipart containers, over the {limits.max_multiparts} limit",)
+        )
+    if multiparts * lines > limits.max_multipart_lines:
+        return ParsedMessage(
+            None,
+            (
+                f"{lines} lines in {multiparts} multipart containers, over the "
+                f"{limits.max_multipart_lines} lines-times-containers limit",
+            ),
         )
     segments = len(_RFC2231_SEGMENT.findall(raw))
     if segments > limits.max_parameter_segments:
@@ -130,8 +202,20 @@ def parse_bounded(raw: bytes, limits: Limits = Limits(), *, _depth: int = 0) -> 
             None, (f"about {delimiters} MIME parts, over the {limits.max_parts} limit",)
         )
 
+    if costly:
+        return ParsedMessage(None, (costly,))
+
     problems: list[str] = []
-    to_parse = _drop_oversized_headers(raw, header_len, limits.max_header_value_bytes, problems)
+    to_parse, header_cost = _drop_oversized_headers(raw, header_len, limits, problems)
+    header_cost += part_header_cost
+    if header_cost > limits.max_message_header_parse_cost:
+        return ParsedMessage(
+            None,
+            (
+                f"structured header fields would cost {header_cost} units to parse, over "
+                f"the {limits.max_message_header_parse_cost} limit",
+            ),
+        )
     to_parse = _repair_header_block(to_parse, limits.max_header_bytes, problems)
     try:
         message = BytesParser(policy=POLICY).parsebytes(to_parse)
@@ -153,21 +237,25 @@ def parse_bounded(raw: bytes, limits: Limits = Limits(), *, _depth: int = 0) -> 
         count = header_count(message, name)
         if count > 1:
             problems.append(f"{count} {name} headers; the first is used")
+    spent = Spent(lines, header_cost, lines * multiparts)
     if _depth < MAX_ENCODED_FORWARD_DEPTH and attaches_messages:
-        problems.extend(_decode_encoded_forwards(message, limits, _depth))
+        spent = _decode_encoded_forwards(message, limits, _depth, spent, problems)
     problems.extend(_defects(message, limits.max_defects_reported))
-    return ParsedMessage(message, tuple(problems))
+    return ParsedMessage(message, tuple(problems), spent)
 
 
-def _decode_encoded_forwards(message: EmailMessage, limits: Limits, depth: int) -> list[str]:
+def _decode_encoded_forwards(
+    message: EmailMessage, limits: Limits, depth: int, spent: Spent, problems: list[str]
+) -> Spent:
     """Re-parse attached messages sent base64-encoded, which RFC 2046 forbids.
 
     Outlook on the web and several webmailers forward "as attachment" with
     ``Content-Transfer-Encoding: base64`` on the message/rfc822 part; the stdlib then
     parses the base64 text as a header-less message and the forwarded mail is lost.
-    The decoded bytes go through ``parse_bounded`` again, so every limit still holds.
+    The decoded bytes go through ``parse_bounded`` again with what is left of the
+    message's limits (20 forwards each just under them took 20 times as long).
+    Returns what the message and its re-parsed forwards spent together.
     """
-    problems: list[str] = []
     repaired = 0
     for part in _walk(message, limits.max_parts):
         if repaired >= MAX_ENCODED_FORWARDS:
@@ -188,14 +276,26 @@ def _decode_encoded_forwards(message: EmailMessage, limits: Limits, depth: int) 
             data = binascii.a2b_base64(text.encode("ascii", "ignore"))
         except (binascii.Error, ValueError):
             continue
-        reparsed = parse_bounded(data, limits, _depth=depth + 1)
+        left = replace(
+            limits,
+            max_lines=limits.max_lines - spent.lines,
+            max_message_header_parse_cost=limits.max_message_header_parse_cost - spent.header_cost,
+            max_multipart_lines=limits.max_multipart_lines - spent.multipart_lines,
+        )
+        if min(left.max_lines, left.max_message_header_parse_cost, left.max_multipart_lines) <= 0:
+            problems.append(
+                "base64-encoded attached message not read: the message's limits are used up"
+            )
+            break
+        reparsed = parse_bounded(data, left, _depth=depth + 1)
         repaired += 1
+        spent += reparsed.spent
         if reparsed.message is None:
             problems.append(f"base64-encoded attached message not read: {reparsed.problems[0]}")
             continue
         part.set_payload([reparsed.message])
         problems.append("attached message was base64-encoded; decoded")
-    return problems
+    return spent
 
 
 def _delimiter_lines(raw: bytes) -> int:
@@ -203,21 +303,92 @@ def _delimiter_lines(raw: bytes) -> int:
     return raw.count(b"\n--") + raw.startswith(b"--")
 
 
-def _drop_oversized_headers(raw: bytes, header_len: int, cap: int, problems: list[str]) -> bytes:
-    """Remove single headers too long to parse in linear time (e.g. To: with 20,000 addresses)."""
+def header_parse_cost(field: bytes, *, addresses: bool = True) -> int:
+    """What the stdlib's structured parse of a header field costs, roughly, in tokens.
+
+    Its tokens are specials and words, about 10-25 microseconds each. Mail addresses (a
+    dozen tokens per "@") parse in linear time; other tokens in bulk do not: each one
+    also rescans the rest of a long run without spaces, or adds a defect to a list that
+    is copied once per token, so those count squared.
+    """
+    tokens = len(field.translate(None, _NOT_TOKEN)) + len(field.split())
+    dense = tokens
+    if addresses and not _LONG_RUN.search(field):
+        dense = max(0, tokens - 16 * field.count(b"@"))
+    return 1 + tokens + dense * dense // 1000
+
+
+def _part_header_cost(lowered: bytes, header_len: int, limits: Limits) -> tuple[int, str | None]:
+    """The parse cost of the structured fields below the top-level header block.
+
+    A part's field cannot be dropped without changing the part, so one over the limits
+    refuses the message (the top-level ones are dropped by ``_drop_oversized_headers``).
+    A line of a body that looks like such a field counts too: costing it is cheap, and
+    only hostile text comes near the limits. Stops once past the message's limit.
+    """
+    total = 0
+    for match in _STRUCTURED_FIELD.finditer(lowered, max(0, header_len - 1)):
+        value = match.group("value")
+        if len(value) > limits.max_header_value_bytes:
+            return (
+                total,
+                f"a MIME part header is over the {limits.max_header_value_bytes} byte limit",
+            )
+        cost = header_parse_cost(value, addresses=match.group("name") in _ADDRESS_NAMES)
+        if cost > limits.max_header_parse_cost:
+            return total, (
+                f"a MIME part header would cost {cost} units to parse, over the "
+                f"{limits.max_header_parse_cost} limit"
+            )
+        total += cost
+        if total > limits.max_message_header_parse_cost:
+            break
+    return total, None
+
+
+def _drop_oversized_headers(
+    raw: bytes, header_len: int, limits: Limits, problems: list[str]
+) -> tuple[bytes, int]:
+    """Remove single headers too long to parse in linear time (e.g. To: with 20,000 addresses).
+
+    Structured fields (From, To, Content-Type, ...) are dropped too when their tokens
+    would take the stdlib parser too long (``header_parse_cost``). Returns the bytes to
+    parse and the parse cost of the structured fields kept.
+    """
+    cap = limits.max_header_value_bytes
     starts = [m.start() for m in _HEADER_START.finditer(raw, 0, header_len)] + [header_len]
-    oversized = [(a, b) for a, b in itertools.pairwise(starts) if b - a > cap]
+    oversized: list[tuple[int, int, str]] = []
+    kept = 0
+    for a, b in itertools.pairwise(starts):
+        if b - a > cap:
+            oversized.append((a, b, f"is {b - a} bytes, over the {cap} limit"))
+            continue
+        field = _STRUCTURED_HEADER.match(raw, a, b)
+        if field is None:
+            continue
+        address = field.group("name").lower() in _ADDRESS_NAMES
+        cost = header_parse_cost(raw[field.end() : b], addresses=address)
+        if cost > limits.max_header_parse_cost:
+            oversized.append(
+                (
+                    a,
+                    b,
+                    f"would cost {cost} units to parse, over the {limits.max_header_parse_cost} limit",
+                )
+            )
+        else:
+            kept += cost
     if not oversized:
-        return raw
+        return raw, kept
     pieces: list[bytes] = []
     cursor = 0
-    for a, b in oversized:
+    for a, b, why in oversized:
         name = raw[a : min(b, a + 80)].split(b":", 1)[0].decode("ascii", "replace")
-        problems.append(f"header {name} is {b - a} bytes, over the {cap} limit; not parsed")
+        problems.append(f"header {name} {why}; not parsed")
         pieces.append(raw[cursor:a])
         cursor = b
     pieces.append(raw[cursor:])
-    return b"".join(pieces)
+    return b"".join(pieces), kept
 
 
 def _repair_header_block(raw: bytes, max_header_bytes: int, problems: list[str]) -> bytes:
@@ -312,12 +483,17 @@ def clean_text(value: str, max_len: int = 998) -> str:
     return _WHITESPACE.sub(" ", value).strip()[:max_len]
 
 
-def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
+def header_values(
+    message: EmailMessage, name: str, cap: int = 20, max_chars: int | None = None
+) -> list[str]:
     """Decoded values of a header; a header the parser chokes on is returned raw.
 
     Raw 8-bit bytes (a windows-1251 Subject with no encoded words) are decoded with
     the charsets the message declares first, and encoded words with the superset of
     their label (gb2312 -> gb18030); the stdlib would show U+FFFD for both.
+    ``max_chars`` cuts each raw value first: the headers of an attached message were
+    never bounded, and the stdlib parses even unstructured text in superlinear time
+    (a 1 MB Subject took over 12 s).
     """
     values: list[str] = []
     wanted = name.lower()
@@ -325,6 +501,8 @@ def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
     for key, value in message.raw_items():  # unparsed; get_all() would parse every one
         if key.lower() != wanted:
             continue
+        if max_chars is not None and isinstance(value, str):
+            value = value[:max_chars]
         if isinstance(value, str) and has_raw_8bit(value):
             hints = message_charset_hints(message) if hints is None else hints
             value = decode_raw_header(value, hints)
@@ -341,7 +519,7 @@ def header_values(message: EmailMessage, name: str, cap: int = 20) -> list[str]:
 
 def header_text(message: EmailMessage, name: str, max_len: int = 998) -> str | None:
     """The first value of a header, decoded and cleaned; None when absent."""
-    values = header_values(message, name, cap=1)
+    values = header_values(message, name, cap=1, max_chars=max(4096, 4 * max_len))
     return clean_text(values[0], max_len) if values else None
 
 

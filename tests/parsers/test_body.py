@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -360,3 +361,45 @@ def test_uuencoded_file_cut_short_is_still_taken_out() -> None:
     assert body.text.strip() == "Log follows."
     (block,) = uuencoded_blocks(cut.decode())
     assert not block.complete and decode_uu(block.lines, 10_000)
+
+
+# --- html.parser rescans to the end of the text from every unterminated construct ---
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["<x ", "<a\n", "<a b='", "<a b=c", "<!--", "<![CDATA[", "<?", "<br", "<a b='x>", "<!--x>"],
+)
+def test_unterminated_markup_converts_in_linear_time(unit: str) -> None:
+    # 40 KB of "<x " took 16 s, 600 KB of "<!--" 220 s (Python 3.11's html.parser)
+    html = "<html><body><p>Meter 1052601815905</p>" + unit * (60_000 // len(unit))
+    started = time.perf_counter()
+    text = html_to_text(html)
+    assert time.perf_counter() - started < 0.5
+    assert text.startswith("Meter 1052601815905")
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<p>a</p><!-- x <b> y --><p>b</p>", "a\n\nb"),
+        ("<p>5 < 6 and <b>bold</b></p>", "5 < 6 and bold"),
+        # html.parser showed the rest as raw text, "<p>b" included
+        ("<p>a</p><!-- never closed <p>b</p>", "a\n\n<!-- never closed\n\nb"),
+        ('<p title="x > y">a</p><p>b <i', "a\n\nb <i"),
+        ("<!--[if gte mso 9]><xml><o:x>1</o:x></xml><![endif]--><p>a</p>", "a"),
+        ("<p>a<![if !supportLists]>-<![endif]>b</p>", "a-b"),
+    ],
+)
+def test_defused_markup_reads_as_it_did(html: str, expected: str) -> None:
+    assert html_to_text(html) == expected
+
+
+def test_html_body_with_too_many_tags_converts_a_prefix() -> None:
+    # 600 KB of "<?" (the costliest markup per character) took 2.6 s to convert
+    msg = single(b"<html><body><p>first</p>" + b"<?" * 290_000, "text/html")
+    started = time.perf_counter()
+    body = best_text(msg)
+    assert time.perf_counter() - started < 0.6
+    assert body.text.startswith("first")
+    assert any("tags and entities" in p for p in body.problems)

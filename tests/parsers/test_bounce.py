@@ -588,3 +588,13 @@ def test_returned_headers_without_a_space_after_the_colon_are_not_recipients() -
     assert bounce is not None
     assert [r.address for r in bounce.recipients] == ["ops@dcc-b.example"]
     assert bounce.original_message_id == fx.OUR_ID
+
+
+def test_html_notice_of_unclosed_tags_is_read_in_linear_time() -> None:
+    # 30,000 "<br" in an HTML part: "[^>]*" rescanned to the end from each (9 s)
+    msg = fx.parse(
+        b"From: jo@x.example\r\nSubject: hi\r\nContent-Type: text/html\r\n\r\n" + b"<br" * 30_000
+    )
+    started = time.perf_counter()
+    assert parse_bounce(msg) is None
+    assert time.perf_counter() - started < 0.3

@@ -303,3 +303,150 @@ def test_indented_first_line_is_body_not_a_lost_fold() -> None:
     folded_header = parse_bounded(b" Subject: indented by a broken relay\n\nbody\n")
     assert folded_header.message is not None
     assert "no header block; the whole message read as body" not in folded_header.problems
+
+
+# --- structured header fields the stdlib parses in superlinear time (fuzzing, 2026-11-27) ---
+
+
+def analysed_in(raw: bytes) -> tuple[float, object]:
+    from parsers.analysis import analyse
+
+    started = time.perf_counter()
+    result = analyse(raw)
+    return time.perf_counter() - started, result
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (b"Content-Type", b"m" + b": " * 5_000),  # fuzz: 11.8 KB message took 2.4 s
+        (b"To", b'"' * 16_000),  # 3 s per parse of To, and get_all parses every one
+        (b"Cc", b"," * 30_000),
+        (b"Content-Transfer-Encoding", b"m" + b" :" * 15_000),
+    ],
+)
+def test_costly_top_level_structured_header_is_dropped(name: bytes, value: bytes) -> None:
+    raw = HEAD + name + b": " + value + b"\r\n\r\nbody MPAN 1052601815905\r\n"
+    seconds, result = analysed_in(raw)
+    assert seconds < 0.5
+    assert result.message is not None  # type: ignore[attr-defined]
+    assert any(
+        p.startswith(f"header {name.decode()} ") and "units to parse" in p
+        for p in result.parse_problems  # type: ignore[attr-defined]
+    )
+
+
+def test_costly_header_of_a_part_refuses_the_message_fast() -> None:
+    # fuzz: a 100 KB Content-Type of one part took over 30 s (the feedparser itself parses it)
+    part = b"--b\r\nContent-Type: text/plain; c" + b": " * 15_000 + b"\r\n\r\nx\r\n"
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + part + b"--b--\r\n"
+    seconds, parsed = timed(raw)
+    assert seconds < 0.3
+    assert parsed.message is None and "part header" in parsed.problems[0]  # type: ignore[attr-defined]
+
+
+def test_many_parts_with_small_costly_headers_refuse_the_message_fast() -> None:
+    # 900 parts of 2 KB Content-Type each took 48 s: one parse is cheap, 900 distinct are not
+    parts = b"".join(
+        b"--b\r\nContent-Type: text/plain; x%d" % i + b" :" * 600 + b"\r\n\r\nx\r\n"
+        for i in range(300)
+    )
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    seconds, parsed = timed(raw)
+    assert seconds < 0.3
+    assert parsed.message is None and "units to parse" in parsed.problems[0]  # type: ignore[attr-defined]
+
+
+def test_ordinary_structured_headers_are_within_the_parse_cost_limits() -> None:
+    to = b", ".join(
+        b'"Person %d Surname" <person.%d@party-%d.example>' % (i, i, i) for i in range(300)
+    )
+    attachments = b"".join(
+        b'--b\r\nContent-Type: application/pdf; name="r%d.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="r%d.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n" % (i, i)
+        for i in range(900)
+    )
+    raw = (
+        b"From: a@b.example\r\nTo: " + to + b"\r\nCc: " + to + b"\r\nSubject: s\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + attachments + b"--b--\r\n"
+    )
+    seconds, parsed = timed(raw)
+    assert parsed.message is not None, parsed.problems  # type: ignore[attr-defined]
+    assert len(parsed.message["To"].addresses) == 300  # type: ignore[attr-defined]
+    assert len(walk_parts(parsed.message)) == 901  # type: ignore[attr-defined]
+    assert seconds < 1.0
+
+
+def test_boundary_word_followed_by_blanks_is_scanned_in_linear_time() -> None:
+    # fuzz: 'boundary="BOUNDARY' + 100,000 blanks took 14 s in the multipart count
+    raw = (
+        HEAD + b'Content-Type: multipart/mixed; boundary="BOUNDARY' + b" " * 30_000 + b'"\r\n\r\nx'
+    )
+    seconds, _ = timed(raw)
+    assert seconds < 0.3
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r", b"\r\n"])
+def test_millions_of_lines_are_refused_fast(newline: bytes) -> None:
+    # 32 MB of empty lines took the feedparser 8 s (it works line by line)
+    seconds, parsed = timed(HEAD + b"\r\n" + newline * 3_000_000)
+    assert seconds < 0.3
+    assert parsed.message is None and "lines" in parsed.problems[0]  # type: ignore[attr-defined]
+
+
+def test_header_text_reads_a_bounded_prefix_of_a_huge_header() -> None:
+    # headers of an attached message are not bounded by the parse limits; 1 MB of
+    # "On On ..." took the stdlib's unstructured parser over 12 s
+    parsed = parse_bounded(
+        HEAD + b"Content-Type: message/rfc822\r\n\r\nSubject: x" + b" On" * 300_000 + b"\r\n\r\nx"
+    )
+    assert parsed.message is not None
+    inner = parsed.message.get_payload()[0]
+    started = time.perf_counter()
+    subject = header_text(inner, "Subject")
+    assert time.perf_counter() - started < 0.2
+    assert subject is not None and subject.startswith("x On On") and len(subject) == 998
+
+
+def test_many_lines_inside_nested_multiparts_are_refused_fast() -> None:
+    # the feedparser tests each line against the boundary of every enclosing multipart:
+    # 45 nested multiparts around a million lines took 4.8 s (fuzz: 40 around 100,000, 0.7 s)
+    lines = b"x\r\n" * 1_000_000
+    raw = nested(45).replace(b"\r\ndeep\r\n", b"\r\n" + lines)
+    seconds, parsed = timed(raw)
+    assert seconds < 0.3
+    assert parsed.message is None and "multipart containers" in parsed.problems[0]  # type: ignore[attr-defined]
+
+
+def test_a_large_attachment_under_a_few_multiparts_still_parses() -> None:
+    data = base64.encodebytes(b"\x00" * 20_000_000)  # 27 MB, about 360,000 lines
+    raw = nested(6).replace(
+        b"Content-Type: text/plain\r\n\r\ndeep\r\n",
+        b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" + data,
+    )
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None, parsed.problems
+
+
+def test_base64_forwards_share_the_message_limits() -> None:
+    # 20 base64-encoded forwards, each just under the header-cost limits, took 20 times
+    # one message's worst case (1.3 s for 146 KB): the re-parses share one allowance
+    costly = b"text/plain; c" + b" :" * 1_300
+    inner = (
+        b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        b"--z\r\nContent-Type: " + costly + b"\r\n\r\nx\r\n"
+        b"--z\r\nContent-Type: " + costly.replace(b"; c", b"; d") + b"\r\n\r\ny\r\n--z--\r\n"
+    )
+    parts = b"".join(
+        b"--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(inner.replace(b"; c", b"; c%d" % i))
+        for i in range(20)
+    )
+    raw = HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    seconds, parsed = timed(raw)
+    assert seconds < 0.3
+    assert parsed.message is not None  # type: ignore[attr-defined]
+    problems = parsed.problems  # type: ignore[attr-defined]
+    assert problems.count("attached message was base64-encoded; decoded") == 1
+    assert any("base64-encoded attached message not read" in p for p in problems)
