@@ -853,14 +853,24 @@ def _forwarded_complaint(msg: Message, parts: _Parts, notice: str) -> Bounce | N
     if not candidates:  # the reported message's only addressee
         candidates = [a for _, a in _addresses(_header(original, "to"), cap=2) if "@" in a]
     address = candidates[0] if len(candidates) == 1 else None
-    recipients: tuple[BounceRecipient, ...] = ()
-    if address and "@" in address:
-        recipients = (BounceRecipient(address, None, "complained", "feedback-type: abuse"),)
-    target = f": <{recipients[0].address}>" if recipients else ""
+    return _refusal(
+        address if address and "@" in address else None,
+        "complained",
+        "feedback-type: abuse",
+        "abuse complaint (forwarded report)",
+        _original_message_id(parts, notice),
+    )
+
+
+def _refusal(
+    address: str | None, action: str, diagnostic: str | None, what: str, message_id: str | None
+) -> Bounce:
+    """A permanent notice about at most one address (a complaint, an opt-out, a refusal)."""
+    recipients = (BounceRecipient(address, None, action, diagnostic),) if address else ()
     return Bounce(
         recipients=recipients,
-        original_message_id=_original_message_id(parts, notice),
-        reason=f"abuse complaint (forwarded report){target}",
+        original_message_id=message_id,
+        reason=f"{what}: <{address}>" if address else what,
         permanent=True,
         reporting_mta=None,
     )
@@ -883,17 +893,13 @@ def _client_unsubscribe(msg: Message) -> Bounce | None:
     if not auto or auto.startswith("no"):
         return None
     addresses = [a for _, a in _addresses(_header(msg, "from"), cap=1) if "@" in a]
-    recipients = tuple(
-        BounceRecipient(a, None, "complained", "feedback-type: opt-out") for a in addresses
-    )
-    target = f": <{recipients[0].address}>" if recipients else ""
     replied = _header(msg, "in-reply-to") or _header(msg, "references")
-    return Bounce(
-        recipients=recipients,
-        original_message_id=_normalise_id(replied),
-        reason=f"opt-out request (X-Apple-Unsubscribe){target}",
-        permanent=True,
-        reporting_mta=None,
+    return _refusal(
+        addresses[0] if addresses else None,
+        "complained",
+        "feedback-type: opt-out",
+        "opt-out request (X-Apple-Unsubscribe)",
+        _normalise_id(replied),
     )
 
 
@@ -929,14 +935,12 @@ def _list_manager_notice(msg: Message, parts: _Parts, notice: str) -> Bounce | N
     address = next(found, None)
     lines = [_meaningful(line) for line in head.split("\n")[:20]]
     diagnostic = _clean_diagnostic(next((line for line in lines if line), "")) or None
-    recipients = (BounceRecipient(address, None, "failed", diagnostic),) if address else ()
-    target = f": <{address}>" if address else ""
-    return Bounce(
-        recipients=recipients,
-        original_message_id=_original_message_id(parts, notice),
-        reason=f"rejected by the mailing list ({_safe(subject, 80)}){target}",
-        permanent=True,
-        reporting_mta=None,
+    return _refusal(
+        address,
+        "failed",
+        diagnostic,
+        f"rejected by the mailing list ({_safe(subject, 80)})",
+        _original_message_id(parts, notice),
     )
 
 
