@@ -256,3 +256,27 @@ def test_what_we_write_is_what_a_reader_gets_back(
     assert plain is not None and html is not None
     assert plain.get_content().replace("\r\n", "\n") == body
     assert html.get_content().replace("\r\n", "\n") == f"<p>{body}</p>\n"
+
+
+def test_a_boundary_found_in_the_text_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first boundary drawn appears in the 7-bit text (someone pasted our own mail):
+    another is drawn, and each part reads back whole."""
+    draws = iter(["a" * 32, "b" * 32, "c" * 32])
+    monkeypatch.setattr("gateway.compose.secrets.token_hex", lambda n: next(draws))
+    body = "Forwarded as it came:\n--=_cpsd_" + "a" * 32 + "\nMPAN 1200023305967\n"
+    rendered = Rendered("t", "v1", "[CPSD-000007] pasted", body, "<p>pasted</p>\n")
+    raw = compose(
+        rendered,
+        mail_from=SAMPLE_FROM,
+        from_name="Desk",
+        to=["ops@brightenergy.example"],
+        message_id="<cpsd-000007.2@elexon.example>",
+        attachments=[("log.txt", "text/plain", b"--=_cpsd_" + b"b" * 32 + b"\n")],
+    ).raw
+    parsed = message_from_bytes(raw, policy=policy.default)
+    alternative = next(p for p in parsed.iter_parts() if p.get_content_subtype() == "alternative")
+    assert alternative.get_boundary() == "=_cpsd_" + "b" * 32  # "a" was in the text
+    assert parsed.get_boundary() == "=_cpsd_" + "c" * 32  # the attachment is base64
+    plain = parsed.get_body(("plain",))
+    assert plain is not None and plain.get_content().replace("\r\n", "\n") == body
+    assert [p.get_filename() for p in parsed.iter_attachments()] == ["log.txt"]
