@@ -18,6 +18,7 @@ from gateway.inbox import Acceptor, Inbox
 from gateway.models import utcnow
 from gateway.outbound import Deliverer, Identity, MaildirTransport, Transport
 from gateway.parties import Directory, load_directory
+from gateway.prepare import Preparer
 from gateway.rawstore import RawStore, make_store
 from gateway.render import Renderer
 from gateway.settings import Settings, SettingsError, secret
@@ -39,6 +40,7 @@ class App:
     analysis_options: AnalysisOptions
     inbox: Acceptor
     worker: Worker
+    preparer: Preparer
     deliverer: Deliverer
     work_ready: Event
     mail_ready: Event
@@ -56,6 +58,7 @@ class App:
             self.inbox = self.acceptor
 
     def close(self) -> None:
+        self.preparer.close()
         if self.acceptor is not None:
             self.acceptor.close()
             self.acceptor = None
@@ -92,6 +95,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         own_domains=frozenset({settings.message_id_domain}),
     )
     renderer = Renderer(Path(settings.templates.dir))
+    preparer = Preparer(analysis_options, settings.worker.prepare_processes)
 
     def make_deps(session: Session) -> Deps:
         return Deps(
@@ -121,8 +125,10 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
             make_deps,
             batch_size=settings.worker.batch_size,
             after_commit=mail_ready.set,
+            preparer=preparer,
             gate=write_gate,
         ),
+        preparer=preparer,
         deliverer=Deliverer(
             sessions,
             make_transport(settings),

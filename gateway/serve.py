@@ -130,6 +130,7 @@ class _Outage:
 def _work_loop(app: App, stopping: threading.Event) -> None:
     idle = app.settings.worker.idle_seconds
     outage = _Outage()
+    app.preparer.warm()  # the first mail should not wait for processes to start
     while not stopping.is_set():
         app.work_ready.clear()
         try:

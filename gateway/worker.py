@@ -21,6 +21,11 @@ bytes kept. A claim of a live worker is left alone.
 On SQLite, accepts go first (gateway/write_gate.py): with a message waiting to be
 stored, a batch commits after the message in hand and the rest stay claimed by us for
 the next pass, which waits (boundedly) until the accepts are in.
+
+Parsing and analysis happen before a batch's transaction (gateway/prepare.py): ``drain``
+reads the next batch's raw bytes and hands them to the preparer before it writes the
+current one, so with a child process the two overlap, and the write lock is never held
+while a parser runs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from gateway import pipeline
 from gateway.context import Deps, MessageContext
 from gateway.db import DatabaseUnavailable, database_unavailable
 from gateway.models import Case, Message, utcnow
+from gateway.prepare import Item, Pending, Prepared, Preparer
 from gateway.rawstore import RawStore
 from gateway.write_gate import WriteGate
 
@@ -61,6 +67,15 @@ STATUS_BY_OUTCOME = {
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """A batch read and handed to the preparer before its transaction."""
+
+    ids: list[int]
+    raws: dict[str, bytes]  # sha256 -> bytes, those up to PRELOAD_BYTES
+    prepared: Pending
+
+
+@dataclass(frozen=True)
 class Processed:
     message_row_id: int
     outcome: str
@@ -77,6 +92,7 @@ class Worker:
         *,
         batch_size: int = 50,
         after_commit: Callable[[], None] | None = None,
+        preparer: Preparer,
         gate: WriteGate | None = None,
     ) -> None:
         self._sessions = sessions
@@ -85,9 +101,10 @@ class Worker:
         self._batch_size = batch_size
         self._after_commit = after_commit
         self._gate = gate  # SQLite: accepts waiting for the write lock go first
+        self._preparer = preparer
         self._claimed: set[int] = set()  # ours, not yet done (a database failure, a yield)
 
-    def pending_ids(self, limit: int) -> list[int]:
+    def pending_ids(self, limit: int, after: int = 0) -> list[int]:
         """Received messages no other live worker has claimed, oldest first."""
         self._step_aside()
         now = utcnow()
@@ -95,6 +112,7 @@ class Worker:
             rows = session.execute(
                 select(Message.id, Message.claimed_at, Message.claimed_by)
                 .where(
+                    Message.id > after,
                     Message.status == "received",
                     or_(
                         Message.claimed_at.is_(None),
@@ -112,18 +130,40 @@ class Worker:
         ]
 
     def drain(self) -> list[Processed]:
-        """Process every received message, batch by batch, until none is left."""
+        """Process every received message, batch by batch, until none is left; each
+        batch is being prepared while the one before it is written."""
         done: list[Processed] = []
-        while ids := self.pending_ids(self._batch_size):
-            done.extend(self.process(ids))
+        batch = self._read_ahead(self.pending_ids(self._batch_size))
+        while batch is not None:
+            following = self._read_ahead(self.pending_ids(self._batch_size, batch.ids[-1]))
+            done.extend(self.process(batch.ids, batch))
+            # Those left for an accept, and any that came in meanwhile, start a new round.
+            batch = following or self._read_ahead(self.pending_ids(self._batch_size))
         return done
 
-    def process(self, ids: Sequence[int]) -> list[Processed]:
+    def _read_ahead(self, ids: list[int], *, inline: bool = False) -> Ahead | None:
+        """Read these messages' raw bytes (no claim, no lock) and start preparing them."""
+        if not ids:
+            return None
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Message.id, Message.sha256, Message.size, Message.envelope_from).where(
+                    Message.id.in_(ids), Message.size <= PRELOAD_BYTES
+                )
+            ).all()
+            raws = self._store.get_many(session, {r.sha256 for r in rows})
+        items = [Item(r.id, raws[r.sha256], r.envelope_from) for r in rows if r.sha256 in raws]
+        return Ahead(ids, raws, self._preparer.start(items, inline=inline))
+
+    def process(self, ids: Sequence[int], ahead: Ahead | None = None) -> list[Processed]:
         """Process these messages, or those of them not yet done when an accept came
         waiting (the rest stay claimed, for the next pass)."""
         try:
+            if ahead is None:  # one message from the command line: no pool to start
+                ahead = self._read_ahead(list(ids), inline=True)
+            prepared = ahead.prepared.results() if ahead is not None else {}
             claimed, held = self._claim(ids)
-            results, handled = self._process_or_split(claimed)
+            results, handled = self._process_or_split(claimed, ahead, prepared)
             self._claimed.difference_update(handled)  # finished, one way or another
             return held + results
         except Exception as exc:
@@ -160,12 +200,14 @@ class Worker:
         self._claimed |= claimed
         return [i for i in ids if i in claimed], held
 
-    def _process_or_split(self, ids: Sequence[int]) -> tuple[list[Processed], list[int]]:
+    def _process_or_split(
+        self, ids: Sequence[int], ahead: Ahead | None, prepared: dict[int, Prepared]
+    ) -> tuple[list[Processed], list[int]]:
         """The batch in one transaction; if a message fails, each in its own, so the
         failure is recorded on that message alone. (Results, and the ids handled: a
         yield to an accept leaves the rest.)"""
         try:
-            return self._process_batch(ids)
+            return self._process_batch(ids, ahead, prepared)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
@@ -177,7 +219,7 @@ class Worker:
         results: list[Processed] = []
         for row_id in ids:
             try:
-                results.extend(self._process_batch([row_id])[0])
+                results.extend(self._process_batch([row_id], ahead, prepared)[0])
             except Exception as exc:
                 if database_unavailable(exc):
                     raise
@@ -185,7 +227,9 @@ class Worker:
                 results.append(self._mark_failed(row_id, exc))
         return results, list(ids)
 
-    def _process_batch(self, ids: Sequence[int]) -> tuple[list[Processed], list[int]]:
+    def _process_batch(
+        self, ids: Sequence[int], ahead: Ahead | None, prepared: dict[int, Prepared]
+    ) -> tuple[list[Processed], list[int]]:
         """Raises on any message's failure: the whole batch rolls back (no savepoint per
         message, whose two statements and two flushes cost a tenth of the worker)."""
         results: list[Processed] = []
@@ -205,8 +249,7 @@ class Worker:
                     .execution_options(populate_existing=True)
                 )
             }
-            small = [r.sha256 for r in rows.values() if r.size <= PRELOAD_BYTES]
-            raws = self._store.get_many(session, small)
+            raws = ahead.raws if ahead is not None else {}
             for row_id in ids:
                 if handled and self._gate is not None and self._gate.busy():
                     break  # commit what is done; an accept is waiting for the lock
@@ -214,8 +257,8 @@ class Worker:
                 row = rows.get(row_id)
                 if row is None or row.status != "received":
                     continue
-                raw = raws.pop(row.sha256, None)
-                results.append(self._run(row, deps, raw))
+                raw = raws.get(row.sha256)
+                results.append(self._run(row, deps, raw, prepared.get(row_id)))
         return results, handled
 
     def _step_aside(self) -> None:
@@ -223,10 +266,14 @@ class Worker:
         if self._gate is not None:
             self._gate.wait_clear()
 
-    def _run(self, row: Message, deps: Deps, raw: bytes | None) -> Processed:
-        if raw is None:
+    def _run(
+        self, row: Message, deps: Deps, raw: bytes | None, prepared: Prepared | None
+    ) -> Processed:
+        if raw is None:  # over PRELOAD_BYTES: read now, parsed by the pipeline's own steps
             raw = self._store.get(deps.session, row.sha256)
         ctx = MessageContext(row=row, raw=raw)
+        if prepared is not None:
+            ctx.parsed, ctx.analysis = prepared.parsed, prepared.analysis
         ctx.released = row.outcome == "released"
         row.attempts += 1
         pipeline.run(ctx, deps)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ def free_port() -> int:
 
 
 def settings_text(tmp: Path, port: int, extra: str = "", parties: Path | None = None) -> str:
-    """Settings for one test: everything under tmp, extra lines go in [worker]."""
+    """Settings for one test: everything under tmp, extra lines go in [worker].
+
+    Batches are prepared inline unless ``extra`` asks for processes: a pool per test
+    would cost each a process start (tests/gateway/test_prepare.py runs the pool).
+    """
+    if "prepare_processes" not in extra:
+        extra = f"prepare_processes = 0\n{extra}"
     return f"""
 [gateway]
 mailboxes = ["cpsd@elexon.example"]
@@ -104,3 +111,22 @@ def deliver_concurrently(deliverers: Sequence[Any], limit: int = 10) -> list[Bas
     for thread in threads:
         thread.join(120)
     return errors
+
+
+def alive(pid: int) -> bool:
+    """Is this process running? (A zombie nobody has reaped yet counts as ended.)"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.settings import WorkerSettings
 from tests.e2e.conftest import db_count
 from tests.e2e.server import GatewayProcess, cli, cli_json, wait_for
-from tests.support import free_port, settings_text
+from tests.support import alive, free_port, settings_text, wait_until
 
 
 @pytest.fixture
@@ -348,6 +349,43 @@ def test_sigkill_in_the_middle_of_data_leaves_nothing_and_the_resend_is_one_case
 
 def test_sigterm_exits_0(gateway: GatewayProcess) -> None:
     assert gateway.stop() == 0
+
+
+def test_with_the_shipped_preparing_process_a_case_is_acknowledged_and_sigterm_ends_all(
+    tmp_path: Path, make_mail: Callable[..., bytes]
+) -> None:
+    """The shipped settings parse in a child process: the story is the same, and no
+    process outlives `serve`."""
+    port = free_port()
+    config = tmp_path / "settings.toml"
+    shipped = WorkerSettings().prepare_processes
+    assert shipped >= 1
+    config.write_text(settings_text(tmp_path, port, f"prepare_processes = {shipped}"))
+    gateway = GatewayProcess(config, port).start()
+    try:
+        assert gateway.proc is not None
+        _send(port, make_mail())
+        started = time.monotonic()
+        assert wait_for(lambda: _outbox(config), timeout=2.0), "no acknowledgement in 2 s"
+        assert time.monotonic() - started < 2.0
+        children = _children(gateway.proc.pid)
+        assert len(children) >= 2  # the accepting process and the preparing one(s)
+    finally:
+        assert gateway.stop() == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in children))
+    assert [c["reference"] for c in cli_json(config, "cases", "list")] == ["CPSD-000001"]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_sigterm_finishes_a_message_coming_in_and_tells_idle_sessions_421(
