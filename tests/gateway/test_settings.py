@@ -40,6 +40,8 @@ def test_embedded_defaults_load_and_resolve_paths_against_the_file() -> None:
         ("[outbound]\ntransport = 'pigeon'\n", "[outbound] transport: must be one of"),
         ("[gateway]\nmailboxes = 'cpsd@x.example'\n", "[gateway] mailboxes: must be a list"),
         ("[worker]\nenabled = 1\n", "[worker] enabled: must be true or false"),
+        ("[worker]\nprepare_processes = -1\n", "[worker] prepare_processes must be 0 to 64"),
+        ("[worker]\nbatch_size = 0\n", "[worker] batch_size must be at least 1"),
         ("[authentication]\npolicy = 'lenient'\n", "[authentication] policy: must be one of"),
         (
             "[authentication]\nauthserv_ids = 'mx'\n",
