@@ -32,6 +32,9 @@ _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
 # "(?:\*\s*)?" rather than "\*?\s*": two adjacent \s* backtrack quadratically over a long
 # run of blanks after a "boundary" that has no "=".
 _BOUNDARY_PARAM = re.compile(rb"boundary\s*(?:\*\s*)?=")
+_BOUNDARY_VALUE = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))')
+_BOUNDARY_SECTIONS = re.compile(rb"boundary\s*\*")  # RFC 2231: boundary*0=, boundary*=
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 _RFC2231_SEGMENT = re.compile(rb"\*\d{1,6}\*?\s*=")
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,100}[ \t]*:")
 # Fields only software writes: a quoted "From: / Sent: / To: / Subject:" block in a
@@ -174,7 +177,8 @@ def parse_bounded(raw: bytes, limits: Limits = Limits(), *, _depth: int = 0) -> 
     lowered = raw.lower()
     multiparts = len(_BOUNDARY_PARAM.findall(lowered))
     attaches_messages = b"message/" in lowered
-    part_header_cost, costly = _part_header_cost(lowered, header_len, limits)
+    blocks = None if attaches_messages else _part_header_blocks(lowered, header_len, multiparts)
+    part_header_cost, costly = _part_header_cost(lowered, header_len, limits, blocks)
     del lowered  # a second copy of a 32 MB message must not live through the parse
     if multiparts > limits.max_multiparts:
         return ParsedMessage(
@@ -318,16 +322,57 @@ def header_parse_cost(field: bytes, *, addresses: bool = True) -> int:
     return 1 + tokens + dense * dense // 1000
 
 
-def _part_header_cost(lowered: bytes, header_len: int, limits: Limits) -> tuple[int, str | None]:
+def _part_header_blocks(
+    lowered: bytes, header_len: int, multiparts: int
+) -> list[tuple[int, int]] | None:
+    """Where the parser will read MIME part headers: from each line that opens with a
+    declared boundary to the first empty line (or the next "--" line).
+
+    A superset of the parser's own: lower-cased, and any line that starts with a
+    boundary counts. None, and the caller scans everything, wherever this reading could
+    miss a part the parser finds: a boundary it would unquote, unescape or join (RFC
+    2231), or lines ended by a bare CR, which the parser accepts.
+    """
+    if _BOUNDARY_SECTIONS.search(lowered) or lowered.count(b"\r") != lowered.count(b"\r\n"):
+        return None
+    declared = _BOUNDARY_VALUE.findall(lowered)
+    if len(declared) != multiparts:
+        return None
+    values = [(quoted or token).rstrip() for quoted, token in declared]
+    if any(not value or b"\\" in value for value in values):
+        return None
+    delimiters = tuple(b"--" + value for value in values)
+    blocks: list[tuple[int, int]] = []
+    at = lowered.find(b"\n--", max(0, header_len - 1))
+    while at != -1 and delimiters:
+        line_end = lowered.find(b"\n", at + 1)
+        if line_end == -1:
+            break
+        following = lowered.find(b"\n--", line_end)
+        if lowered.startswith(delimiters, at + 1):
+            limit = following if following != -1 else len(lowered)
+            blank = _BLANK_LINE.search(lowered, line_end, limit)
+            blocks.append((line_end, blank.start() if blank else limit))
+        at = following
+    return blocks
+
+
+def _part_header_cost(
+    lowered: bytes, header_len: int, limits: Limits, blocks: list[tuple[int, int]] | None
+) -> tuple[int, str | None]:
     """The parse cost of the structured fields below the top-level header block.
 
     A part's field cannot be dropped without changing the part, so one over the limits
     refuses the message (the top-level ones are dropped by ``_drop_oversized_headers``).
-    A line of a body that looks like such a field counts too: costing it is cheap, and
-    only hostile text comes near the limits. Stops once past the message's limit.
+    Only the parts' header ``blocks`` are costed when they are known, so a long "To:"
+    line pasted into a body never refuses the message. A message that attaches messages
+    has header blocks inside its parts' bodies, found only by the parse: there every
+    line that looks like such a field counts, body lines included (costing is cheap, and
+    only hostile text comes near the limits). Stops once past the message's limit.
     """
+    spans = blocks if blocks is not None else [(max(0, header_len - 1), len(lowered))]
     total = 0
-    for match in _STRUCTURED_FIELD.finditer(lowered, max(0, header_len - 1)):
+    for match in (m for a, b in spans for m in _STRUCTURED_FIELD.finditer(lowered, a, b)):
         value = match.group("value")
         if len(value) > limits.max_header_value_bytes:
             return (

@@ -345,6 +345,61 @@ def test_costly_header_of_a_part_refuses_the_message_fast() -> None:
     assert parsed.message is None and "part header" in parsed.problems[0]  # type: ignore[attr-defined]
 
 
+_COSTLY_TYPE = b"Content-Type: text/plain; c" + b": " * 15_000
+
+
+@pytest.mark.parametrize(
+    ("declared", "line", "eol"),
+    [
+        (b'boundary="b"', b"--b", b"\r\n"),
+        (b"boundary=b", b"--b", b"\n"),
+        (b'boundary = "Mixed B"', b"--Mixed B", b"\r\n"),  # case and spaces kept
+        (b'boundary="b  "', b"--b", b"\r\n"),  # the stdlib strips trailing blanks
+        (b'boundary="a\\"b"', b'--a"b', b"\r\n"),  # unescaped by the stdlib
+        (b"boundary*0=a; boundary*1=b", b"--ab", b"\r\n"),  # RFC 2231, joined
+        (b'boundary="b"', b"--b", b"\r"),  # bare CR line ends, which the stdlib accepts
+    ],
+)
+def test_a_costly_part_header_is_found_whatever_the_boundary_looks_like(
+    declared: bytes, line: bytes, eol: bytes
+) -> None:
+    head = (
+        b"From: a@b.example"
+        + eol
+        + b"Subject: s"
+        + eol
+        + b"Content-Type: multipart/mixed; "
+        + declared
+        + eol
+        + eol
+    )
+    body = line + eol + _COSTLY_TYPE + eol + eol + b"x" + eol + line + b"--" + eol
+    seconds, parsed = timed(head + body)
+    assert seconds < 0.3
+    assert parsed.message is None and "part header" in parsed.problems[0]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_long_to_line_pasted_into_a_body_is_text_not_a_refusal(multipart: bool) -> None:
+    """Only part headers are costed when the parts are known: a body line that merely
+    looks like a field (a pasted distribution list, a costly-looking Content-Type: line
+    in a how-to) is text."""
+    pasted = b"To: " + b"; ".join(b"Desk %d <desk%d@party.example>" % (i, i) for i in range(1500))
+    text = b"Please copy everyone on the list below:\r\n" + pasted + b"\r\n" + _COSTLY_TYPE
+    if multipart:
+        raw = (
+            HEAD + b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+            b"--alt\r\nContent-Type: text/plain\r\n\r\n" + text + b"\r\n"
+            b"--alt\r\nContent-Type: text/html\r\n\r\n<p>see the text part</p>\r\n--alt--\r\n"
+        )
+    else:
+        raw = HEAD + b"Content-Type: text/plain\r\n\r\n" + text + b"\r\n"
+    assert len(pasted) > Limits().max_header_value_bytes
+    parsed = parse_bounded(raw)
+    assert parsed.message is not None, parsed.problems
+    assert "desk1499@party.example" in parsed.message.get_body(("plain",)).get_content()
+
+
 def test_many_parts_with_small_costly_headers_refuse_the_message_fast() -> None:
     # 900 parts of 2 KB Content-Type each took 48 s: one parse is cheap, 900 distinct are not
     parts = b"".join(
