@@ -18,14 +18,16 @@ def next_reference(session: Session, prefix: str) -> str:
     """Allocate ``PREFIX-000123``; the counter row is locked by the write, so numbers never repeat."""
     name = f"case:{prefix}"
     # One statement (RETURNING: SQLite >= 3.35, PostgreSQL); nothing in the session holds
-    # a Counter to keep in step, so the ORM need not look for one.
-    value = session.scalar(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value),
-        execution_options={"synchronize_session": False},
-    )
+    # a Counter to keep in step, so the ORM need not look for one, and nothing pending
+    # can change its answer, so nothing need be flushed before it.
+    with session.no_autoflush:
+        value = session.scalar(
+            update(Counter)
+            .where(Counter.name == name)
+            .values(value=Counter.value + 1)
+            .returning(Counter.value),
+            execution_options={"synchronize_session": False},
+        )
     if value is None:
         session.add(Counter(name=name, value=1))
         session.flush()

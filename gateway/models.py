@@ -160,6 +160,10 @@ class Event(Base):
     message_row_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     outbox_row_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
 
+    # Set instead of outbox_row_id for a row queued in the same transaction: the flush
+    # fills in the id, so queueing a mail needs no flush of its own.
+    outbox_row: Mapped[Outbox | None] = relationship()
+
 
 class Outbox(Base):
     """One outbound mail, rendered once: the bytes and Message-ID never change between attempts."""
@@ -210,6 +214,8 @@ class AutomaticRecipient(Base):
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
     address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower-cased
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    outbox: Mapped[Outbox] = relationship()  # as Event.outbox_row
 
 
 class RawMessage(Base):

@@ -201,11 +201,10 @@ def enqueue(
         cause_message_id=cause_message_id,
         last_error=limited.reason if limited else None,
     )
-    session.add(row)
-    session.flush()
+    session.add(row)  # flushed with the rest of the transaction, or before a query
     if kind == "auto_reply":
         session.add_all(
-            AutomaticRecipient(outbox_id=row.id, address=address, at=now)
+            AutomaticRecipient(outbox=row, address=address, at=now)
             for address in sorted({a.lower() for a in to})
         )
     if case is not None:
@@ -218,10 +217,11 @@ def enqueue(
                 kind=f"{template}_{verb}"[:40],
                 actor=actor,
                 detail=f"to {', '.join(to)}: {rendered.subject}{reason}",
-                outbox_row_id=row.id,
+                outbox_row=row,
             )
         )
     if limited and limited.first:
+        session.flush()  # the alert names this row by its id
         queue_staff_alert(
             session,
             renderer,
