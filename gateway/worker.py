@@ -104,15 +104,16 @@ class Worker:
         self._preparer = preparer
         self._claimed: set[int] = set()  # ours, not yet done (a database failure, a yield)
 
-    def pending_ids(self, limit: int, after: int = 0) -> list[int]:
-        """Received messages no other live worker has claimed, oldest first."""
+    def pending_ids(self, limit: int, besides: Sequence[int] = ()) -> list[int]:
+        """Received messages no other live worker has claimed, oldest first (other than
+        ``besides``, the batch in hand)."""
         self._step_aside()
         now = utcnow()
         with self._sessions() as session:
             rows = session.execute(
                 select(Message.id, Message.claimed_at, Message.claimed_by)
                 .where(
-                    Message.id > after,
+                    Message.id.not_in(besides),
                     Message.status == "received",
                     or_(
                         Message.claimed_at.is_(None),
@@ -135,9 +136,9 @@ class Worker:
         done: list[Processed] = []
         batch = self._read_ahead(self.pending_ids(self._batch_size))
         while batch is not None:
-            following = self._read_ahead(self.pending_ids(self._batch_size, batch.ids[-1]))
+            following = self._read_ahead(self.pending_ids(self._batch_size, batch.ids))
             done.extend(self.process(batch.ids, batch))
-            # Those left for an accept, and any that came in meanwhile, start a new round.
+            # Messages left for an accept are the oldest again: the batch after next.
             batch = following or self._read_ahead(self.pending_ids(self._batch_size))
         return done
 

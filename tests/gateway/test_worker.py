@@ -207,3 +207,23 @@ def test_without_accepts_waiting_a_batch_runs_whole(
 ) -> None:
     ids = [_accepted(app, make_mail, n) for n in range(3)]
     assert [d.message_row_id for d in app.worker.process(ids)] == ids
+
+
+def test_draining_a_backlog_takes_up_what_it_left_for_an_accept_within_two_batches(
+    make_settings: Callable[..., Settings],
+    make_mail: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next batch is already being prepared when an accept cuts one short: the
+    messages left are the oldest again for the batch after it, not after the backlog."""
+    built = app_module.build(make_settings("batch_size = 2"))
+    try:
+        ids = [_accepted(built, make_mail, n) for n in range(6)]
+        assert built.write_gate is not None
+        answers = iter([True])  # an accept arrives once, during the first batch
+        monkeypatch.setattr(built.write_gate, "busy", lambda: next(answers, False))
+        order = [d.message_row_id for d in built.worker.drain()]
+    finally:
+        built.close()
+    assert sorted(order) == ids
+    assert order == [ids[0], ids[2], ids[3], ids[1], ids[4], ids[5]]
