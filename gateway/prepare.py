@@ -21,6 +21,7 @@ import multiprocessing
 import signal
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
@@ -86,7 +87,8 @@ class Pending:
                 type(exc).__name__,
                 exc,
             )
-            self._preparer.restart()
+            if isinstance(exc, BrokenProcessPool | TimeoutError):
+                self._preparer.restart()  # else the pool is sound: one batch went wrong
             return {}
         return {item.row_id: done for item, done in zip(self._items, prepared, strict=True)}
 

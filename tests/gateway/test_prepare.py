@@ -128,3 +128,17 @@ def test_when_the_child_dies_the_worker_parses_the_batch_itself(
     with pooled_app.sessions() as session:
         row = session.get(Message, row_id)
         assert row is not None and row.status == "processed" and row.interruptions == 0
+
+
+def test_a_batch_the_child_raises_on_leaves_the_pool_running(
+    preparer: Preparer, make_mail: Callable[..., bytes]
+) -> None:
+    """A batch the child raises on (here: no bytes at all, which nothing else would
+    send) costs that batch only; the same child prepares the next one."""
+    preparer.warm()
+    (child,) = preparer.pids
+    broken = [Item(1, None, None)]  # type: ignore[arg-type]
+    assert preparer.start(broken).results() == {}
+    again = preparer.start([Item(2, make_mail(), None)]).results()
+    assert again[2].analysis is not None
+    assert preparer.pids == [child]
