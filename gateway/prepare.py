@@ -10,8 +10,8 @@ it writes this one), else inline before the transaction opens.
 Nothing here is needed for correctness. A child that dies, hangs past ``timeout`` or
 raises leaves its batch unprepared; the pipeline's own extract steps then parse and
 analyse those messages as before, so a poison message meets the worker's interruption
-count (reliability.md I2) exactly as it would without a pool. The pool is then started
-afresh for the next batch.
+count (reliability.md I2) exactly as it would without a pool. A pool whose child died
+or hung is replaced for the next batch; one that only raised is kept.
 """
 
 from __future__ import annotations
