@@ -30,9 +30,9 @@ from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.models import utcnow
 from gateway.render import Rendered
@@ -46,7 +46,28 @@ _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
 _MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
 
-_POLICY = compat32.clone(linesep="\r\n")
+
+class _Policy(Compat32):
+    """compat32, writing a short plain header line as it is.
+
+    The generator folds every header through ``email.header.Header`` (half of composing
+    a mail); for a printable ASCII value that fits on one line that returns the value
+    unchanged (checked against it by tests/gateway/test_compose.py), so it is written
+    directly.
+    """
+
+    def _fold(self, name: str, value: Any, sanitize: bool) -> str:
+        if (
+            isinstance(value, str)
+            and len(name) + 2 + len(value) <= (self.max_line_length or 78)
+            and value.isascii()
+            and value.isprintable()
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)  # type: ignore[misc]
+
+
+_POLICY = _Policy(linesep="\r\n")
 _UTF8 = Charset("utf-8")
 _UTF8.body_encoding = QP  # readable where the text is mostly ASCII, as ours is
 

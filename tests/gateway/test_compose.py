@@ -4,7 +4,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.compose import MAX_REFERENCES, compose, new_message_id
@@ -280,3 +280,30 @@ def test_a_boundary_found_in_the_text_is_never_used(monkeypatch: pytest.MonkeyPa
     plain = parsed.get_body(("plain",))
     assert plain is not None and plain.get_content().replace("\r\n", "\n") == body
     assert [p.get_filename() for p in parsed.iter_attachments()] == ["log.txt"]
+
+
+_HEADER_NAMES = st.sampled_from(["Subject", "To", "From", "Message-ID", "X-CPSD-Loop", "Date"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=_HEADER_NAMES,
+    value=st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=90),
+        st.text(alphabet=st.sampled_from('ab =?\t-é<>@.,;"'), max_size=90),
+        st.text(alphabet=st.sampled_from("ab -"), min_size=60, max_size=90),  # near the fold
+    ),
+)
+@example(name="To", value="a" * 72)  # 78 characters with "To: ": one line
+@example(name="To", value="a" * 73)  # 79: folded
+def test_writing_a_header_directly_gives_the_bytes_the_email_package_would(
+    name: str, value: str
+) -> None:
+    """The shortcut for short plain header lines never changes a byte."""
+    from email.policy import compat32
+
+    from gateway.compose import _POLICY
+
+    assert _POLICY._fold(name, value, True) == compat32.clone(linesep="\r\n")._fold(
+        name, value, True
+    )
