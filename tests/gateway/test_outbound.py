@@ -406,6 +406,40 @@ def test_the_eleventh_automatic_reply_in_an_hour_is_held_and_staff_told_once(
         outbound.requeue(session, held[0], retry_for=timedelta(hours=1), actor="cli:staff")
 
 
+def test_automatic_replies_queued_in_one_transaction_count_before_they_are_written(
+    app: App,
+) -> None:
+    """A loop inside one worker batch: the rows are still in memory when the limit is
+    checked, and count all the same."""
+    queued = queue(app, 12, kind="auto_reply")
+    found = rows(app)
+    assert [found[i].status for i in queued] == ["pending"] * 10 + ["held"] * 2
+    alerts = [r for r in found.values() if r.template == "staff_alert"]
+    assert len(alerts) == 1
+
+
+def test_a_held_mail_released_earlier_in_the_transaction_counts_at_its_status_now(
+    app: App,
+) -> None:
+    """A stored row changed in memory counts as it is now, not as last written."""
+    first = queue(app, 10, kind="auto_reply")
+    with app.sessions.begin() as session:
+        rows_now = session.scalars(select(Outbox).where(Outbox.id.in_(first))).all()
+        rows_now[0].status = "held"  # say, set aside earlier in this transaction
+        again = outbound.enqueue(
+            session,
+            app.renderer,
+            app.identity,
+            template="acknowledgement",
+            context=app.renderer.sample("acknowledgement"),
+            to=[PARTY],
+            case=None,
+            kind="auto_reply",
+            auto_submitted="auto-replied",
+        )
+        assert again.status == "pending"  # nine count; the held one does not
+
+
 # -- the headers of what we send -----------------------------------------------------------
 
 
