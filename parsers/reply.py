@@ -6,7 +6,8 @@ blocks) in many languages, and we use its patterns. Measured against the corpora
 own line rules sit beside it:
 
 * ">"-quoted history with no header, and inline answers between quoted blocks;
-* Gmail/Thunderbird headers wrapped over two or three lines, Yahoo's "--- On ...";
+* Gmail/Thunderbird headers wrapped over two or three lines (Polymail's too, whose
+  third line "> wrote:" closes the "<" of the first), Yahoo's "--- On ...";
   localised forms (Russian Outlook, mail.ru "... от X <x>:") and a line of dashes or
   underscores directly above an Outlook header block;
 * headers it has no pattern for, seen in the upstream suites' wider fixtures: Gmail's
@@ -384,9 +385,16 @@ def _wrote_header_span(probe: list[str], i: int) -> int | None:
     for extra in range(3):
         if extra:
             j = i + extra
-            if not may_wrap or j >= len(probe) or not probe[j] or _quote_level(probe[j]) != level:
+            if not may_wrap or j >= len(probe) or not probe[j]:
                 return None
-            joined = f"{joined} {_unquoted(probe[j])}"
+            if _quote_level(probe[j]) == level:
+                joined = f"{joined} {_unquoted(probe[j])}"
+            elif level == 0 and probe[j].startswith(">") and joined.count("<") > joined.count(">"):
+                # Polymail wraps "Jo <" / "mailto:jo@x.example" / "> wrote:": that ">"
+                # closes the bracket opened above; it quotes nothing.
+                joined = f"{joined}{probe[j]}"
+            else:
+                return None
         if len(joined) > 400:
             return None
         if _WROTE_END.search(joined):

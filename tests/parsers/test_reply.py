@@ -628,3 +628,24 @@ def test_new_shapes_stay_fast_on_hostile_lines() -> None:
         started = time.perf_counter()
         reply_text(text)
         assert time.perf_counter() - started < 1.0
+
+
+def test_polymail_wraps_the_address_of_its_quote_header_over_three_lines() -> None:
+    text = (
+        "Confirmed: the MPAN is 1200023305967 and the read was taken on site.\n"
+        "\n"
+        "On Tue, Nov 24, 2026 at 2:51 PM, Jo Bloggs <\n"
+        "mailto:jo.bloggs@brightenergy.example\n"
+        "> wrote:\n"
+        "\n"
+        "> Please confirm the MPAN and when the meter was read.\n"
+        "> Thanks\n"
+    )
+    assert reply_text(text) == (
+        "Confirmed: the MPAN is 1200023305967 and the read was taken on site."
+    )
+
+
+def test_a_bracket_closed_on_the_next_line_of_prose_is_not_a_quote_header() -> None:
+    text = "Hi,\n\nThe address was <\nmailto:ops@brightenergy.example\n> and it bounced.\n"
+    assert "The address was <" in reply_text(text)
