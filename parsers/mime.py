@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
-from functools import lru_cache
 from typing import Any
 
 from parsers.charsets import (
@@ -24,6 +23,7 @@ from parsers.charsets import (
     message_charset_hints,
     widen_encoded_words,
 )
+from parsers.header_cache import HeaderCache
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
@@ -68,30 +68,26 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\
 _WHITESPACE = re.compile(r"\s+")
 
 
+# About 35 bytes of parse tree a unit: ~18 MB at most (parsers/header_cache.py).
+PARSED_HEADERS = HeaderCache(budget=512 * 1024)
+
+
 class CachingPolicy(EmailPolicy):
-    """``policy.default`` that parses each distinct header value once.
+    """``policy.default`` that parses each distinct header value once while it is in use.
 
     The stdlib re-parses a structured header on every ``msg[name]``; the pipeline and
-    its parsers ask for the same few headers many times, so short values are memoised
-    (header objects are immutable strings, safe to share).
+    its parsers ask for the same few headers many times, so parsed values are
+    remembered within a memory budget (header objects are immutable strings, safe to
+    share between messages and threads).
     """
 
     def header_fetch_parse(self, name: str, value: Any) -> Any:
         if hasattr(value, "name") or len(value) > 32 * 1024:
             return super().header_fetch_parse(name, value)
-        if len(value) > 2048:  # rare; the walks over one message still ask several times
-            return _fetch_long(self, name, value)
-        return _fetch(self, name, value)
-
-
-@lru_cache(maxsize=8192)
-def _fetch(policy: CachingPolicy, name: str, value: str) -> Any:
-    return super(CachingPolicy, policy).header_fetch_parse(name, value)
-
-
-@lru_cache(maxsize=32)
-def _fetch_long(policy: CachingPolicy, name: str, value: str) -> Any:
-    return super(CachingPolicy, policy).header_fetch_parse(name, value)
+        return PARSED_HEADERS.get(
+            (self, name, value),
+            lambda: super(CachingPolicy, self).header_fetch_parse(name, value),
+        )
 
 
 POLICY = CachingPolicy()
