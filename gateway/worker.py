@@ -162,8 +162,9 @@ class Worker:
         try:
             if ahead is None:  # one message from the command line: no pool to start
                 ahead = self._read_ahead(list(ids), inline=True)
-            prepared = ahead.prepared.results() if ahead is not None else {}
             claimed, held = self._claim(ids)
+            # After the claim: a message that kills its parser must find it committed.
+            prepared = ahead.prepared.results() if ahead is not None else {}
             results, handled = self._process_or_split(claimed, ahead, prepared)
             self._claimed.difference_update(handled)  # finished, one way or another
             return held + results

@@ -227,3 +227,46 @@ def test_draining_a_backlog_takes_up_what_it_left_for_an_accept_within_two_batch
         built.close()
     assert sorted(order) == ids
     assert order == [ids[0], ids[2], ids[3], ids[1], ids[4], ids[5]]
+
+
+_DIE_WHILE_PARSING = """
+import os, sys
+import gateway.prepare, gateway.steps.extract
+from gateway import app
+from pathlib import Path
+from gateway.settings import load
+
+def die(*args, **kwargs):
+    os._exit(9)  # as a parser that exhausts memory is killed
+
+gateway.prepare.parse_bounded = die
+gateway.steps.extract.parse_bounded = die
+app.build(load(Path(sys.argv[1]))).worker.drain()
+"""
+
+
+def test_a_worker_killed_while_parsing_has_committed_its_claim_first(
+    settings: Settings, make_mail: Callable[..., bytes]
+) -> None:
+    """Parsing happens outside the batch's transaction now, but never before the claim:
+    the kill is counted as an interruption, so a poison message cannot loop for ever."""
+    built = app_module.build(settings)
+    try:
+        row_id = _accepted(built, make_mail, 1)
+        died = subprocess.run(
+            [sys.executable, "-c", _DIE_WHILE_PARSING, settings.source],
+            capture_output=True,
+            timeout=60,
+        )
+        assert died.returncode == 9, died.stderr.decode()
+        with built.sessions() as session:
+            row = session.get(Message, row_id)
+            assert row is not None and row.status == "received"
+            assert row.claimed_by is not None  # committed before the parse began
+        (done,) = built.worker.drain()
+        assert done.outcome == "case_created"
+        with built.sessions() as session:
+            row = session.get(Message, row_id)
+            assert row is not None and row.interruptions == 1
+    finally:
+        built.close()
