@@ -41,6 +41,9 @@ from parsers.mime import clean_text
 AutoSubmitted = Literal["auto-replied", "auto-generated", "no"]
 MAX_REFERENCES = 20
 MAX_FILENAME = 200
+# A display name is written as one encoded word, which no folding can split: 120
+# characters of 4-byte UTF-8 still leave the From line under 998 (RFC 5322 §2.1.1).
+MAX_DISPLAY_NAME = 120
 MAX_7BIT_LINE = 998  # RFC 5322 §2.1.1, without the CRLF
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
@@ -116,7 +119,8 @@ def compose(
         message.attach(alternative)
         for filename, content_type, data in attachments:
             message.attach(_attachment(filename, content_type, data))
-    message["From"] = formataddr((clean_text(from_name), _addr(mail_from)))
+    name = clean_text(from_name, MAX_DISPLAY_NAME).strip()
+    message["From"] = formataddr((name, _addr(mail_from)))
     message["To"] = ", ".join(_addr(a) for a in to)
     if reply_to:
         message["Reply-To"] = _addr(reply_to)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.compose import MAX_REFERENCES, compose, new_message_id
+from gateway.compose import MAX_DISPLAY_NAME, MAX_REFERENCES, compose, new_message_id
 from gateway.render import Rendered, Renderer, RenderError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,6 +229,12 @@ _TEXT = st.lists(_WORDS, max_size=40).map(" ".join)
     text=st.lists(_TEXT, max_size=6).map("\n".join),
     long_line=st.booleans(),
 )
+@example(
+    subject="",
+    name=" ".join(["Zählerstand"] + ["x" * 90] * 9),  # found by hypothesis in CI: 1,111 chars
+    text="",
+    long_line=False,
+)
 def test_what_we_write_is_what_a_reader_gets_back(
     subject: str, name: str, text: str, long_line: bool
 ) -> None:
@@ -247,7 +253,8 @@ def test_what_we_write_is_what_a_reader_gets_back(
     assert raw.count(b"MIME-Version:") == 1  # on the message, not on each part
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Subject"] == " ".join(f"[CPSD-000007] {subject}".split())
-    assert parsed["From"].addresses[0].display_name == " ".join((name or "Desk").split())
+    shown = " ".join((name or "Desk").split())[:MAX_DISPLAY_NAME].strip()
+    assert parsed["From"].addresses[0].display_name == shown
     assert [a.addr_spec for a in parsed["To"].addresses] == [
         "ops@brightenergy.example",
         "dip@dip.example",
