@@ -117,7 +117,7 @@ def alive(pid: int) -> bool:
     """Is this process running? (A zombie nobody has reaped yet counts as ended.)"""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while being read
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
