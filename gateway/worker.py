@@ -72,7 +72,13 @@ class Ahead:
 
     ids: list[int]
     raws: dict[str, bytes]  # sha256 -> bytes, those up to PRELOAD_BYTES
-    prepared: Pending
+    shas: dict[int, str]  # row id -> sha256 of those read
+    pending: Pending
+    carried: dict[int, Prepared]  # prepared for an earlier batch that yielded to accepts
+
+    def prepared(self) -> dict[int, Prepared]:
+        """Row id -> prepared message (waits for the preparer; asked after the claim)."""
+        return {**self.carried, **self.pending.results()}
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,9 @@ class Worker:
         self._gate = gate  # SQLite: accepts waiting for the write lock go first
         self._preparer = preparer
         self._claimed: set[int] = set()  # ours, not yet done (a database failure, a yield)
+        # Raw bytes and preparation of messages a batch left for an accept: a flood of
+        # accepts may cut every batch short, and they must not be parsed again each time.
+        self._left: dict[int, tuple[str, bytes, Prepared]] = {}
 
     def pending_ids(self, limit: int, besides: Sequence[int] = ()) -> list[int]:
         """Received messages no other live worker has claimed, oldest first (other than
@@ -146,15 +155,31 @@ class Worker:
         """Read these messages' raw bytes (no claim, no lock) and start preparing them."""
         if not ids:
             return None
+        carried = {i: self._left.pop(i) for i in ids if i in self._left}
         with self._sessions() as session:
             rows = session.execute(
                 select(Message.id, Message.sha256, Message.size, Message.envelope_from).where(
-                    Message.id.in_(ids), Message.size <= PRELOAD_BYTES
+                    Message.id.in_([i for i in ids if i not in carried]),
+                    Message.size <= PRELOAD_BYTES,
                 )
             ).all()
             raws = self._store.get_many(session, {r.sha256 for r in rows})
         items = [Item(r.id, raws[r.sha256], r.envelope_from) for r in rows if r.sha256 in raws]
-        return Ahead(ids, raws, self._preparer.start(items, inline=inline))
+        shas = {r.id: r.sha256 for r in rows if r.sha256 in raws}
+        for row_id, (sha256, raw, _) in carried.items():
+            raws[sha256], shas[row_id] = raw, sha256
+        pending = self._preparer.start(items, inline=inline)
+        return Ahead(ids, raws, shas, pending, {i: done for i, (_, _, done) in carried.items()})
+
+    def _keep_left(self, ahead: Ahead, handled: Sequence[int]) -> None:
+        """Keep what was prepared for the messages this batch left for an accept."""
+        done, prepared = set(handled), ahead.prepared()
+        for row_id in ahead.ids:
+            sha256 = ahead.shas.get(row_id)
+            if row_id not in done and row_id in prepared and sha256 is not None:
+                self._left[row_id] = (sha256, ahead.raws[sha256], prepared[row_id])
+        while len(self._left) > 4 * self._batch_size:  # bounded; the rest parse again
+            self._left.pop(next(iter(self._left)))
 
     def process(self, ids: Sequence[int], ahead: Ahead | None = None) -> list[Processed]:
         """Process these messages, or those of them not yet done when an accept came
@@ -164,9 +189,11 @@ class Worker:
                 ahead = self._read_ahead(list(ids), inline=True)
             claimed, held = self._claim(ids)
             # After the claim: a message that kills its parser must find it committed.
-            prepared = ahead.prepared.results() if ahead is not None else {}
+            prepared = ahead.prepared() if ahead is not None else {}
             results, handled = self._process_or_split(claimed, ahead, prepared)
             self._claimed.difference_update(handled)  # finished, one way or another
+            if ahead is not None:
+                self._keep_left(ahead, handled)
             return held + results
         except Exception as exc:
             if database_unavailable(exc):

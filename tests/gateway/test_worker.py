@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+import gateway.prepare
 from gateway import app as app_module
 from gateway import pipeline
 from gateway.context import Deps, MessageContext
@@ -222,11 +223,40 @@ def test_draining_a_backlog_takes_up_what_it_left_for_an_accept_within_two_batch
         assert built.write_gate is not None
         answers = iter([True])  # an accept arrives once, during the first batch
         monkeypatch.setattr(built.write_gate, "busy", lambda: next(answers, False))
+        parsed: list[bytes] = []
+        real = gateway.prepare.prepare
+        monkeypatch.setattr(
+            gateway.prepare, "prepare", lambda raw, *a: parsed.append(raw) or real(raw, *a)
+        )
         order = [d.message_row_id for d in built.worker.drain()]
     finally:
         built.close()
     assert sorted(order) == ids
     assert order == [ids[0], ids[2], ids[3], ids[1], ids[4], ids[5]]
+    assert len(parsed) == len(set(parsed)) == 6  # the one left over was not parsed again
+
+
+def test_under_a_flood_of_accepts_each_message_is_still_parsed_once(
+    make_settings: Callable[..., Settings],
+    make_mail: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every batch cut short after its first message: the rest keep their preparation."""
+    built = app_module.build(make_settings("batch_size = 5"))
+    try:
+        ids = [_accepted(built, make_mail, n) for n in range(12)]
+        assert built.write_gate is not None
+        monkeypatch.setattr(built.write_gate, "busy", lambda: True)
+        parsed: list[bytes] = []
+        real = gateway.prepare.prepare
+        monkeypatch.setattr(
+            gateway.prepare, "prepare", lambda raw, *a: parsed.append(raw) or real(raw, *a)
+        )
+        done = built.worker.drain()
+    finally:
+        built.close()
+    assert sorted(d.message_row_id for d in done) == ids
+    assert len(parsed) == len(set(parsed)) == 12
 
 
 _DIE_WHILE_PARSING = """
