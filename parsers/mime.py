@@ -23,7 +23,7 @@ from parsers.charsets import (
     message_charset_hints,
     widen_encoded_words,
 )
-from parsers.header_cache import HeaderCache
+from parsers.header_cache import ADDRESS_FIELDS, HeaderCache
 
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _HEADER_START = re.compile(rb"^[^ \t\r\n]", re.MULTILINE)
@@ -57,10 +57,7 @@ _STRUCTURED_FIELD = re.compile(
     rb"(?P<value>[^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*)"
 )
 _STRUCTURED_HEADER = re.compile(rb"(?i)(?P<name>" + _STRUCTURED_NAMES + rb")[ \t]*:")
-_ADDRESS_NAMES = frozenset(
-    {b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to", b"resent-from", b"resent-to",
-     b"resent-cc", b"resent-bcc", b"resent-sender"}
-)  # fmt: skip
+_ADDRESS_NAMES = frozenset(name.encode() for name in ADDRESS_FIELDS)
 _TOKEN_BYTES = b'"(),.:;<>@[\\]='
 _NOT_TOKEN = bytes(b for b in range(256) if b not in _TOKEN_BYTES)
 _LONG_RUN = re.compile(rb"[^ \t\r\n]{256}")
