@@ -25,7 +25,9 @@ the next pass, which waits (boundedly) until the accepts are in.
 Parsing and analysis happen before a batch's transaction (gateway/prepare.py): ``drain``
 reads the next batch's raw bytes and hands them to the preparer before it writes the
 current one, so with a child process the two overlap, and the write lock is never held
-while a parser runs.
+while a parser runs. A message over PRELOAD_BYTES is not read ahead: it is read and
+prepared alone when its turn in the batch comes, and written in a transaction of its own,
+so memory holds one large message at a time and accepts never wait for its parse.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,18 +153,21 @@ class Worker:
             batch = following or self._read_ahead(self.pending_ids(self._batch_size))
         return done
 
-    def _read_ahead(self, ids: list[int], *, inline: bool = False) -> Ahead | None:
-        """Read these messages' raw bytes (no claim, no lock) and start preparing them."""
+    def _read_ahead(
+        self, ids: list[int], *, inline: bool = False, max_bytes: int | None = PRELOAD_BYTES
+    ) -> Ahead | None:
+        """Read these messages' raw bytes (no claim, no lock) and start preparing them;
+        those over ``max_bytes`` are left to be read alone (see ``_runs``)."""
         if not ids:
             return None
         carried = {i: self._left.pop(i) for i in ids if i in self._left}
+        query = select(Message.id, Message.sha256, Message.envelope_from).where(
+            Message.id.in_([i for i in ids if i not in carried])
+        )
+        if max_bytes is not None:
+            query = query.where(Message.size <= max_bytes)
         with self._sessions() as session:
-            rows = session.execute(
-                select(Message.id, Message.sha256, Message.size, Message.envelope_from).where(
-                    Message.id.in_([i for i in ids if i not in carried]),
-                    Message.size <= PRELOAD_BYTES,
-                )
-            ).all()
+            rows = session.execute(query).all()
             raws = self._store.get_many(session, {r.sha256 for r in rows})
         items = [Item(r.id, raws[r.sha256], r.envelope_from) for r in rows if r.sha256 in raws]
         shas = {r.id: r.sha256 for r in rows if r.sha256 in raws}
@@ -190,7 +195,20 @@ class Worker:
             claimed, held = self._claim(ids)
             # After the claim: a message that kills its parser must find it committed.
             prepared = ahead.prepared() if ahead is not None else {}
-            results, handled = self._process_or_split(claimed, ahead, prepared)
+            results: list[Processed] = []
+            handled: list[int] = []
+            for run in _runs(claimed, ahead.shas if ahead is not None else {}):
+                if ahead is not None and run[0] in ahead.shas:
+                    done, finished = self._process_or_split(run, ahead, prepared)
+                else:  # one large message, read and prepared alone before its transaction
+                    alone = self._read_ahead(run, inline=ahead is None, max_bytes=None)
+                    done, finished = self._process_or_split(
+                        run, alone, alone.prepared() if alone is not None else {}
+                    )
+                results.extend(done)
+                handled.extend(finished)
+                if len(finished) < len(run):
+                    break  # yielded to an accept: the rest stay ours for the next pass
             self._claimed.difference_update(handled)  # finished, one way or another
             if ahead is not None:
                 self._keep_left(ahead, handled)
@@ -298,7 +316,7 @@ class Worker:
     def _run(
         self, row: Message, deps: Deps, raw: bytes | None, prepared: Prepared | None
     ) -> Processed:
-        if raw is None:  # over PRELOAD_BYTES: read now, parsed by the pipeline's own steps
+        if raw is None:  # not read ahead (gone from the store?): read now, or fail here
             raw = self._store.get(deps.session, row.sha256)
         ctx = MessageContext(row=row, raw=raw)
         if prepared is not None:
@@ -320,6 +338,19 @@ class Worker:
             row = session.get(Message, row_id)
             assert row is not None
             return _fail(row, exc)
+
+
+def _runs(ids: Sequence[int], read: Mapping[int, str]) -> list[list[int]]:
+    """Split a batch, in order, into runs of messages read ahead and single messages
+    that were not (over PRELOAD_BYTES): those are read and prepared one at a time, so
+    memory holds one large message and no parser runs inside a write transaction."""
+    runs: list[list[int]] = []
+    for row_id in ids:
+        if row_id in read and runs and runs[-1][0] in read:
+            runs[-1].append(row_id)
+        else:
+            runs.append([row_id])
+    return runs
 
 
 def _fail(row: Message, exc: Exception) -> Processed:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 import gateway.prepare
+import gateway.steps.extract
 from gateway import app as app_module
 from gateway import pipeline
 from gateway.context import Deps, MessageContext
@@ -23,7 +24,7 @@ from gateway.db import DatabaseUnavailable
 from gateway.inbox import Envelope
 from gateway.models import Case, Message, Outbox, utcnow
 from gateway.settings import Settings
-from gateway.worker import CLAIM_STALE, MAX_INTERRUPTIONS, reset_for_reprocess
+from gateway.worker import CLAIM_STALE, MAX_INTERRUPTIONS, PRELOAD_BYTES, reset_for_reprocess
 
 
 @pytest.fixture
@@ -300,3 +301,52 @@ def test_a_worker_killed_while_parsing_has_committed_its_claim_first(
             assert row is not None and row.interruptions == 1
     finally:
         built.close()
+
+
+def test_a_large_message_is_parsed_alone_with_no_write_lock_held(
+    app: app_module.App, make_mail: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over PRELOAD_BYTES a message is not read ahead with its batch; it is still parsed
+    outside every write transaction, in its turn, so the case it raises comes first."""
+    large = make_mail(
+        message_id="<big@brightenergy.example>",
+        subject="Evidence for the IF-041 rejections",
+        body="Summary: the DIP log of the rejections\n" + "rejected IF-041 SP101\n" * 60_000,
+    )
+    assert len(large) > PRELOAD_BYTES
+    first = _accepted(app, make_mail, 1)
+    big = app.inbox.accept(large, Envelope(), "test").message_row_id
+    reply = make_mail(
+        message_id="<r1@brightenergy.example>",
+        subject="Re: Evidence for the IF-041 rejections",
+        headers={"In-Reply-To": "<big@brightenergy.example>"},
+    )
+    last = app.inbox.accept(reply, Envelope(), "test").message_row_id
+    database = app.settings.database.url.split("///", 1)[1]
+    lock_free: dict[int, bool] = {}
+
+    def probing(parse: Callable[..., object]) -> Callable[..., object]:
+        def probe(raw: bytes, *args: object) -> object:
+            other = sqlite3.connect(database, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # fails while anyone holds the write lock
+                other.execute("ROLLBACK")
+                lock_free[len(raw)] = True
+            except sqlite3.OperationalError:
+                lock_free[len(raw)] = False
+            finally:
+                other.close()
+            return parse(raw, *args)
+
+        return probe
+
+    monkeypatch.setattr(gateway.prepare, "parse_bounded", probing(gateway.prepare.parse_bounded))
+    monkeypatch.setattr(
+        gateway.steps.extract, "parse_bounded", probing(gateway.steps.extract.parse_bounded)
+    )
+    done = app.worker.drain()
+    assert [d.message_row_id for d in done] == [first, big, last]
+    assert [d.outcome for d in done] == ["case_created", "case_created", "case_updated"]
+    assert done[2].reference == done[1].reference  # the reply found the large one's case
+    assert lock_free[len(large)] is True
+    assert all(lock_free.values()) and len(lock_free) == 3
