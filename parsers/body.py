@@ -378,19 +378,20 @@ def _html_body(html_source: str, max_chars: int, problems: list[str]) -> BodyTex
 
 
 def _tnef_body(tnef: _Leaf, max_chars: int, problems: list[str]) -> BodyText:
-    """The body Outlook put inside winmail.dat: its plain text, else its HTML.
-
-    An RTF-only body (compressed RTF) is left out: nothing we ship converts RTF.
-    """
+    """The body Outlook put inside winmail.dat: its plain text, else its HTML, else its
+    RTF as text."""
     data, part_problems = decoded_bytes(tnef[0], MAX_TNEF_BYTES, tnef[1])
     problems.extend(part_problems)
-    plain, html = tnef_body(data)
+    plain, html, rtf = tnef_body(data)
     if plain and plain.strip():
         problems.append("body read from winmail.dat")
         return BodyText(_finish(plain, max_chars, problems), "plain", None, tuple(problems))
     if html and html.strip():
         problems.append("body read from winmail.dat")
         return _html_body(html, max_chars, problems)
+    if rtf:
+        problems.append("body read from winmail.dat (rich text)")
+        return BodyText(_finish(rtf, max_chars, problems), "plain", None, tuple(problems))
     return BodyText("", "none", None, tuple(problems))
 
 

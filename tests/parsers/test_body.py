@@ -313,7 +313,7 @@ def test_body_only_inside_winmail_dat_is_read() -> None:
     body = best_text(parse(raw))
     assert body.text.strip() == "Summary: meter reads missing"
     assert "body read from winmail.dat" in body.problems
-    assert tnef_body(b"not tnef") == (None, None)
+    assert tnef_body(b"not tnef") == (None, None, None)
 
 
 def test_winmail_dat_is_not_read_when_there_is_a_text_body() -> None:
