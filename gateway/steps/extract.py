@@ -17,7 +17,10 @@ def parse(ctx: MessageContext, deps: Deps) -> Stop | None:
         ctx.parsed = parse_bounded(ctx.raw, deps.analysis_options.limits)
     if ctx.parsed.message is None:
         return Stop("quarantined", "message not parsed: " + "; ".join(ctx.parsed.problems))
-    ctx.row.subject = header_text(ctx.parsed.message, "Subject") or ""
+    if ctx.analysis is not None:  # prepared: the analysis read it the same way
+        ctx.row.subject = ctx.analysis.subject
+    else:
+        ctx.row.subject = header_text(ctx.parsed.message, "Subject") or ""
     return None
 
 

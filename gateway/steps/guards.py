@@ -7,7 +7,6 @@ from sqlalchemy import select
 from gateway import bounces, outbound
 from gateway.context import Deps, MessageContext, Stop
 from gateway.models import Case, Outbox
-from parsers.message_ids import message_id
 from parsers.mime import header_count, header_text
 
 MAX_RECEIVED = 50  # Postfix's hopcount_limit: more hops than this is a loop
@@ -15,10 +14,11 @@ MAX_RECEIVED = 50  # Postfix's hopcount_limit: more hops than this is a loop
 
 def loops(ctx: MessageContext, deps: Deps) -> Stop | None:
     assert ctx.parsed is not None and ctx.parsed.message is not None
+    assert ctx.analysis is not None
     msg = ctx.parsed.message
     if header_text(msg, "X-CPSD-Loop") == deps.identity.loop_id:
         return Stop("ignored", "our own mail came back (X-CPSD-Loop)")
-    own = message_id(msg)
+    own = ctx.analysis.message_id  # parsers.message_ids.message_id, read once
     if own and own.rstrip(">").endswith("@" + deps.identity.message_id_domain):
         sent = deps.session.scalar(select(Outbox.id).where(Outbox.message_id == own))
         if sent is not None:
@@ -26,7 +26,6 @@ def loops(ctx: MessageContext, deps: Deps) -> Stop | None:
     hops = header_count(msg, "Received")
     if hops > MAX_RECEIVED:
         return Stop("quarantined", f"mail loop suspected: {hops} Received headers")
-    assert ctx.analysis is not None
     bounce = ctx.analysis.bounce
     if bounce is not None:
         row = bounces.link(deps.session, bounce, deps.now)

@@ -7,16 +7,18 @@ never a display name); anything ambiguous is quarantined rather than guessed.
 from __future__ import annotations
 
 from gateway.context import Deps, MessageContext, Sender, Stop
-from parsers.addresses import address_list, sender
+from parsers.addresses import address_list
 
 
 def identify(ctx: MessageContext, deps: Deps) -> Stop | None:
-    assert ctx.parsed is not None and ctx.parsed.message is not None
-    found = sender(ctx.parsed.message)
-    if found.address is None:
-        ctx.sender = Sender("invalid", None, problem=found.problem)
-        return Stop("quarantined", f"sender cannot be trusted: {found.problem}")
-    address = found.address.key
+    assert ctx.analysis is not None
+    # The analysis read From with parsers.addresses.sender (as addr_spec, or the problem).
+    problem = ctx.analysis.sender_problem
+    if ctx.analysis.from_address is None or problem is not None:
+        problem = problem or "no usable From address"
+        ctx.sender = Sender("invalid", None, problem=problem)
+        return Stop("quarantined", f"sender cannot be trusted: {problem}")
+    address = ctx.analysis.from_address.lower()  # parsers.addresses.Address.key
     ctx.row.from_address = address
     party = deps.directory.by_address(address)
     if deps.settings.gateway.is_staff(address):
