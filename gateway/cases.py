@@ -47,7 +47,12 @@ def open_case(
     summary: str | None = None,
     impact: str | None = None,
     parent: Case | None = None,
+    flush: bool = True,
 ) -> Case:
+    """A new case with the next reference. ``flush=False`` leaves it without an id until
+    the transaction's next flush: for a caller that names it only by relationship
+    (``Event.case``, ``Outbox.case``, ``Message.case``) and never queries by ``case.id``
+    meanwhile — the worker raising a case, where the flush cost a tenth of its time."""
     case = Case(
         reference=next_reference(session, prefix),
         state="raised",
@@ -62,9 +67,10 @@ def open_case(
         updated_at=now,
     )
     session.add(case)
-    session.flush()
+    if flush:
+        session.flush()
     if party_id:  # a case this new has no parties to look up
-        session.add(CaseParty(case_id=case.id, party_id=party_id, role="raiser"))
+        session.add(CaseParty(case=case, party_id=party_id, role="raiser"))
     return case
 
 
@@ -91,7 +97,7 @@ def record(
     message_row_id: int | None = None,
 ) -> Event:
     event = Event(
-        case_id=case.id,
+        case=case,
         at=at,
         kind=kind,
         actor=actor[:320],

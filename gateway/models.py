@@ -86,6 +86,10 @@ class Message(Base):
     # Claims that never finished: the process died while working on this message.
     interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # Set instead of case_id for a case opened in the same transaction: the flush fills
+    # in the id, so opening a case needs no flush of its own (as Event.case, Outbox.case).
+    case: Mapped[Case | None] = relationship()
+
 
 class Case(Base):
     __tablename__ = "cases"
@@ -163,6 +167,7 @@ class Event(Base):
     # Set instead of outbox_row_id for a row queued in the same transaction: the flush
     # fills in the id, so queueing a mail needs no flush of its own.
     outbox_row: Mapped[Outbox | None] = relationship()
+    case: Mapped[Case] = relationship()  # likewise for a case opened in this transaction
 
 
 class Outbox(Base):
@@ -198,6 +203,8 @@ class Outbox(Base):
     recipient_status: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_outbox_kind_created_at", "kind", "created_at"),)
+
+    case: Mapped[Case | None] = relationship()  # as Event.case
 
 
 class AutomaticRecipient(Base):

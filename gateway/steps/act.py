@@ -47,7 +47,7 @@ def act(ctx: MessageContext, deps: Deps) -> Stop | None:
             ctx.case = follow
         _record(ctx, deps)
         _party(ctx, deps)
-    ctx.row.case_id = ctx.case.id if ctx.case else None
+    ctx.row.case = ctx.case  # by relationship: a case opened here has no id until the flush
     ctx.row.matched_by = ctx.matched_by
     ctx.outcome = "case_created" if ctx.case_created else "case_updated"
     return None
@@ -99,6 +99,7 @@ def _raise(ctx: MessageContext, deps: Deps) -> None:
         summary=fields.summary,
         impact=fields.impact,
         now=deps.now,
+        flush=False,  # nothing below queries by case.id; the reply step's query flushes
     )
     case.facts = _facts(ctx)
     sla.set_due(case, deps.settings)
