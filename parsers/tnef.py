@@ -51,7 +51,8 @@ def tnef_body(data: bytes) -> TnefBody:
     try:
         parsed = TNEF(data, do_checksum=False)
         plain, html_body = _tnef_text(parsed.body), _tnef_text(parsed.htmlbody)
-        compressed = getattr(parsed, "_rtfbody", None)  # not decompressed unless needed
+        # The raw property: tnefparse's own rtfbody would expand it without a bound.
+        compressed = getattr(parsed, "_rtfbody", None)
     except Exception:  # RecursionError included: embedded TNEF recurses
         return TnefBody(None, None, None)
     rtf = None
