@@ -145,11 +145,13 @@ def _boundary(texts: Sequence[str]) -> str:
 
     Left to itself the generator compiles a new regular expression for every message to
     prove its random boundary absent from the text (a third of composing a mail). Ours
-    carries 128 random bits and ``=_``, which quoted-printable and base64 output cannot
-    contain; only a 7-bit text part could, and a substring test rules that out.
+    carries 80 random bits and ``=_``, which quoted-printable and base64 output cannot
+    contain; only a 7-bit text part could, and a substring test rules that out. At this
+    length the Content-Type line fits in 78 characters, so it is written as it is, not
+    folded through ``email.header.Header``.
     """
     while True:
-        boundary = f"=_cpsd_{secrets.token_hex(16)}"
+        boundary = f"=_cpsd_{secrets.token_hex(10)}"
         if not any(boundary in text for text in texts):
             return boundary
 

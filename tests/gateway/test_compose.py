@@ -314,3 +314,15 @@ def test_writing_a_header_directly_gives_the_bytes_the_email_package_would(
     assert _POLICY._fold(name, value, True) == compat32.clone(linesep="\r\n")._fold(
         name, value, True
     )
+
+
+def test_the_content_type_line_is_short_enough_to_be_written_unfolded() -> None:
+    raw = compose(
+        Rendered("t", "v1", "[CPSD-000007] short", "text\n", "<p>text</p>\n"),
+        mail_from=SAMPLE_FROM,
+        from_name="Desk",
+        to=["ops@brightenergy.example"],
+        message_id="<cpsd-000007.3@elexon.example>",
+    ).raw
+    line = next(x for x in raw.split(b"\r\n") if x.startswith(b"Content-Type: multipart/"))
+    assert b'boundary="=_cpsd_' in line and len(line) <= 78
