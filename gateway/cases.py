@@ -8,26 +8,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import Case, CaseParty, Counter, Event
+
+_NEXT = update(Counter).where(Counter.name == bindparam("counter"))
 
 
 def next_reference(session: Session, prefix: str) -> str:
     """Allocate ``PREFIX-000123``; the counter row is locked by the write, so numbers never repeat."""
     name = f"case:{prefix}"
-    # One statement (RETURNING: SQLite >= 3.35, PostgreSQL); nothing in the session holds
-    # a Counter to keep in step, so the ORM need not look for one, and nothing pending
-    # can change its answer, so nothing need be flushed before it.
-    with session.no_autoflush:
-        value = session.scalar(
-            update(Counter)
-            .where(Counter.name == name)
-            .values(value=Counter.value + 1)
-            .returning(Counter.value),
-            execution_options={"synchronize_session": False},
-        )
+    # One statement (RETURNING: SQLite >= 3.35, PostgreSQL) on the session's connection:
+    # nothing in the session holds a Counter to keep in step and nothing pending can
+    # change the answer, so the ORM's update machinery and autoflush are not needed.
+    value = session.connection().scalar(
+        _NEXT.values(value=Counter.value + 1).returning(Counter.value), {"counter": name}
+    )
     if value is None:
         session.add(Counter(name=name, value=1))
         session.flush()

@@ -251,16 +251,20 @@ def _over_rate_limit(
         return None
     wanted = {a.lower() for a in to}
     # What this transaction has not flushed is read from memory (rows added, statuses
-    # changed): flushing for this query cost the worker a flush per message.
-    with session.no_autoflush:
-        stored = session.execute(
+    # changed): flushing for this query cost the worker a flush per message. So the
+    # query goes to the session's connection, past the ORM's autoflush.
+    stored = (
+        session.connection()
+        .execute(
             select(AutomaticRecipient.address, Outbox.id, Outbox.status)
             .join(Outbox, Outbox.id == AutomaticRecipient.outbox_id)
             .where(
                 AutomaticRecipient.address.in_(wanted),
                 AutomaticRecipient.at >= now - RATE_WINDOW,
             )
-        ).all()
+        )
+        .all()
+    )
     recent = [(address, _status_now(session, row_id, status)) for address, row_id, status in stored]
     recent += [
         (row.address, row.outbox.status)
