@@ -190,7 +190,8 @@ class Worker:
         """Process these messages, or those of them not yet done when an accept came
         waiting (the rest stay claimed, for the next pass)."""
         try:
-            if ahead is None:  # one message from the command line: no pool to start
+            inline = ahead is None  # messages from the command line: no pool to start
+            if ahead is None:
                 ahead = self._read_ahead(list(ids), inline=True)
             claimed, held = self._claim(ids)
             # After the claim: a message that kills its parser must find it committed.
@@ -201,7 +202,7 @@ class Worker:
                 if ahead is not None and run[0] in ahead.shas:
                     done, finished = self._process_or_split(run, ahead, prepared)
                 else:  # one large message, read and prepared alone before its transaction
-                    alone = self._read_ahead(run, inline=ahead is None, max_bytes=None)
+                    alone = self._read_ahead(run, inline=inline, max_bytes=None)
                     done, finished = self._process_or_split(
                         run, alone, alone.prepared() if alone is not None else {}
                     )

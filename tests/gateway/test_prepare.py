@@ -16,6 +16,7 @@ from gateway.inbox import Envelope
 from gateway.models import Case, Message
 from gateway.prepare import Item, Preparer, prepare
 from gateway.settings import Settings
+from gateway.worker import PRELOAD_BYTES
 from parsers.analysis import AnalysisOptions
 from tests.parsers.fixtures_mail import office365_ndr, outlook_oof_english
 from tests.support import alive, wait_until
@@ -142,3 +143,36 @@ def test_a_batch_the_child_raises_on_leaves_the_pool_running(
     again = preparer.start([Item(2, make_mail(), None)]).results()
     assert again[2].analysis is not None
     assert preparer.pids == [child]
+
+
+def _large(make_mail: Callable[..., bytes]) -> bytes:
+    raw = make_mail(
+        message_id="<big@brightenergy.example>",
+        body="Summary: DIP log attached inline\n" + "IF-041 rejected SP101\n" * 60_000,
+    )
+    assert len(raw) > PRELOAD_BYTES
+    return raw
+
+
+def test_a_large_message_is_prepared_by_the_child_too(
+    pooled_app: app_module.App, make_mail: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not read ahead with its batch, but still parsed in the child, not in this process."""
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed in the worker's own process")
+
+    monkeypatch.setattr("gateway.steps.extract.parse_bounded", not_here)
+    monkeypatch.setattr("gateway.steps.extract.analyse", not_here)
+    pooled_app.inbox.accept(make_mail(), Envelope(), "test")
+    pooled_app.inbox.accept(_large(make_mail), Envelope(), "test")
+    assert [d.outcome for d in pooled_app.worker.drain()] == ["case_created"] * 2
+
+
+def test_a_large_message_from_the_command_line_starts_no_pool(
+    pooled_app: app_module.App, make_mail: Callable[..., bytes]
+) -> None:
+    row_id = pooled_app.inbox.accept(_large(make_mail), Envelope(), "test").message_row_id
+    (done,) = pooled_app.worker.process([row_id])  # as `ingest` and `reprocess` call it
+    assert done.outcome == "case_created"
+    assert pooled_app.preparer.pids == []
