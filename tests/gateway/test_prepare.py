@@ -97,16 +97,22 @@ def pooled_app(make_settings: Callable[..., Settings]) -> Iterator[app_module.Ap
     built.close()
 
 
-def test_the_worker_uses_what_the_child_prepared(
-    pooled_app: app_module.App, make_mail: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Cases are raised from the child's analysis: this process never parses them."""
+@pytest.fixture
+def no_parsing_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's own parse and analysis fail: only the child may have done them."""
 
     def not_here(*args: object, **kwargs: object) -> None:
         raise AssertionError("parsed in the worker's own process")
 
     monkeypatch.setattr("gateway.steps.extract.parse_bounded", not_here)
     monkeypatch.setattr("gateway.steps.extract.analyse", not_here)
+
+
+@pytest.mark.usefixtures("no_parsing_here")
+def test_the_worker_uses_what_the_child_prepared(
+    pooled_app: app_module.App, make_mail: Callable[..., bytes]
+) -> None:
+    """Cases are raised from the child's analysis: this process never parses them."""
     for n in range(25):  # three batches: each prepared while the one before is written
         raw = make_mail(message_id=f"<p{n}@brightenergy.example>", subject=f"Case {n}")
         pooled_app.inbox.accept(raw, Envelope(), "test")
@@ -154,16 +160,11 @@ def _large(make_mail: Callable[..., bytes]) -> bytes:
     return raw
 
 
+@pytest.mark.usefixtures("no_parsing_here")
 def test_a_large_message_is_prepared_by_the_child_too(
-    pooled_app: app_module.App, make_mail: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch
+    pooled_app: app_module.App, make_mail: Callable[..., bytes]
 ) -> None:
     """Not read ahead with its batch, but still parsed in the child, not in this process."""
-
-    def not_here(*args: object, **kwargs: object) -> None:
-        raise AssertionError("parsed in the worker's own process")
-
-    monkeypatch.setattr("gateway.steps.extract.parse_bounded", not_here)
-    monkeypatch.setattr("gateway.steps.extract.analyse", not_here)
     pooled_app.inbox.accept(make_mail(), Envelope(), "test")
     pooled_app.inbox.accept(_large(make_mail), Envelope(), "test")
     assert [d.outcome for d in pooled_app.worker.drain()] == ["case_created"] * 2
