@@ -22,7 +22,7 @@ from gateway import pipeline
 from gateway.context import Deps, MessageContext
 from gateway.db import DatabaseUnavailable
 from gateway.inbox import Envelope
-from gateway.models import Case, Message, Outbox, utcnow
+from gateway.models import Case, Event, Message, Outbox, utcnow
 from gateway.settings import Settings
 from gateway.worker import CLAIM_STALE, MAX_INTERRUPTIONS, PRELOAD_BYTES, reset_for_reprocess
 
@@ -350,3 +350,42 @@ def test_a_large_message_is_parsed_alone_with_no_write_lock_held(
     assert done[2].reference == done[1].reference  # the reply found the large one's case
     assert lock_free[len(large)] is True
     assert all(lock_free.values()) and len(lock_free) == 3
+
+
+def test_a_case_raised_in_a_batch_is_found_by_the_messages_after_it_in_the_same_batch(
+    app: app_module.App, make_mail: Callable[..., bytes]
+) -> None:
+    """A new case is written with the batch, not when raised: the next message's look-ups
+    must still find it (by reference and by thread), and every row must name it."""
+    first = _accepted(app, make_mail, 1)
+    by_reference = app.inbox.accept(
+        make_mail(message_id="<r1@brightenergy.example>", subject="Re: [CPSD-000001] c1"),
+        Envelope(),
+        "test",
+    ).message_row_id
+    by_thread = app.inbox.accept(
+        make_mail(
+            message_id="<r2@brightenergy.example>",
+            subject="more on the rejections",
+            headers={"In-Reply-To": "<c1@brightenergy.example>"},
+        ),
+        Envelope(),
+        "test",
+    ).message_row_id
+    done = app.worker.process([first, by_reference, by_thread])  # one transaction
+    assert [(d.outcome, d.reference) for d in done] == [
+        ("case_created", "CPSD-000001"),
+        ("case_updated", "CPSD-000001"),
+        ("case_updated", "CPSD-000001"),
+    ]
+    with app.sessions() as session:
+        case_id = session.scalars(select(Case.id)).one()
+        linked = session.scalars(select(Message.case_id).order_by(Message.id)).all()
+        assert linked == [case_id] * 3
+        queued = session.scalars(select(Outbox.case_id)).all()
+        assert queued and set(queued) == {case_id}
+        kinds = session.scalars(
+            select(Event.kind).where(Event.case_id == case_id).order_by(Event.id)
+        ).all()
+        assert kinds[:2] == ["message_received", "case_raised"]
+        assert kinds.count("message_received") == 3
