@@ -8,6 +8,7 @@ Addresses use the fictitious ``.example`` parties of the demo directory.
 from __future__ import annotations
 
 import binascii
+import struct
 import textwrap
 from email import policy
 from email.message import EmailMessage
@@ -22,6 +23,18 @@ def parse(raw: bytes | str) -> EmailMessage:
     message = BytesParser(policy=policy.default).parsebytes(data)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def tnef_object(level: int, name: int, kind: int, data: bytes) -> bytes:
+    """One TNEF attribute (MS-OXTNEF): level, id, type, length, data, checksum."""
+    head = struct.pack("<BHHI", level, name, kind, len(data))
+    return head + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def winmail(*objects: bytes) -> bytes:
+    """A winmail.dat as Outlook writes it: signature, key, TNEF version, then ``objects``."""
+    version = tnef_object(1, 0x9006, 0x0008, struct.pack("<I", 0x10000))
+    return struct.pack("<IH", 0x223E9F78, 0x0001) + version + b"".join(objects)
 
 
 def _mail(text: str, **blocks: str) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import struct
 import time
 from email import policy
 from email.message import EmailMessage
@@ -15,7 +14,7 @@ from parsers.body import best_text, decode_part, html_to_text, part_info
 from parsers.charsets import decode_bytes
 from parsers.tnef import tnef_body
 from parsers.uuencode import decode_uu, uuencoded_blocks
-from tests.parsers.fixtures_mail import uuencode
+from tests.parsers.fixtures_mail import tnef_object, uuencode, winmail
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -295,13 +294,7 @@ iVBORw0KGgo=
 
 def tnef_with_body(text: bytes) -> bytes:
     """A minimal winmail.dat holding only a message body (attBody)."""
-
-    def obj(level: int, name: int, kind: int, data: bytes) -> bytes:
-        head = struct.pack("<BHHI", level, name, kind, len(data))
-        return head + data + struct.pack("<H", sum(data) & 0xFFFF)
-
-    version = obj(1, 0x9006, 0x0008, struct.pack("<I", 0x10000))
-    return struct.pack("<IH", 0x223E9F78, 0x0001) + version + obj(1, 0x800C, 0x0002, text)
+    return winmail(tnef_object(1, 0x800C, 0x0002, text))
 
 
 def test_body_only_inside_winmail_dat_is_read() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import struct
 import time
 from email import policy
 from email.message import EmailMessage
@@ -20,6 +19,7 @@ from parsers.evidence import (
     forwarded_texts,
     tnef_names,
 )
+from tests.parsers.fixtures_mail import tnef_object, winmail
 
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -49,20 +49,15 @@ def attachment(
 
 
 def tnef(files: list[tuple[str, bytes]]) -> bytes:
-    """A minimal winmail.dat: TNEF signature, version, then one attachment per file."""
-
-    def obj(level: int, name: int, kind: int, data: bytes) -> bytes:
-        head = struct.pack("<BHHI", level, name, kind, len(data))
-        return head + data + struct.pack("<H", sum(data) & 0xFFFF)
-
-    out = struct.pack("<IH", 0x223E9F78, 0x0001) + obj(
-        1, 0x9006, 0x0008, struct.pack("<I", 0x10000)
-    )
+    """A minimal winmail.dat: one attachment per file."""
+    objects: list[bytes] = []
     for filename, data in files:
-        out += obj(2, 0x9002, 0x0006, b"\x00" * 14)  # attachment rendering: starts one
-        out += obj(2, 0x8010, 0x0001, filename.encode() + b"\x00")
-        out += obj(2, 0x800F, 0x0006, data)
-    return out
+        objects += [
+            tnef_object(2, 0x9002, 0x0006, b"\x00" * 14),  # attachment rendering: starts one
+            tnef_object(2, 0x8010, 0x0001, filename.encode() + b"\x00"),
+            tnef_object(2, 0x800F, 0x0006, data),
+        ]
+    return winmail(*objects)
 
 
 def test_attachment_facts() -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 
 from compressed_rtf import compress
 from compressed_rtf.compressed_rtf import crc32
 
 from parsers.body import best_text
 from parsers.tnef import MAX_COMPRESSED_RTF_BYTES, MAX_RTF_BYTES, rtf_body_text, tnef_body
+from tests.parsers.fixtures_mail import parse, tnef_object, winmail
 
 PLAIN_RTF = rb"""{\rtf1\ansi\ansicpg1252\deff0\nouicompat{\fonttbl{\f0\fswiss\fcharset0 Calibri;}}
 {\*\generator Riched20 16.0.17928}\viewkind4\uc1
@@ -38,21 +36,11 @@ HTML_IN_RTF = rb"""{\rtf1\ansi\ansicpg1252\fromhtml1 \fbidis \deff0{\fonttbl
 {\*\htmltag72 </p>}{\*\htmltag58 </body>}{\*\htmltag27 </html>}}"""
 
 
-def parse(raw: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
-
-
-def _obj(level: int, name: int, kind: int, data: bytes) -> bytes:
-    head = struct.pack("<BHHI", level, name, kind, len(data))
-    return head + data + struct.pack("<H", sum(data) & 0xFFFF)
-
-
 def winmail_with_rtf(compressed: bytes) -> bytes:
     """A winmail.dat whose message properties hold only PR_RTF_COMPRESSED (0x1009)."""
     padded = compressed + b"\x00" * (-len(compressed) % 4)
     props = struct.pack("<IHHII", 1, 0x0102, 0x1009, 1, len(compressed)) + padded
-    version = _obj(1, 0x9006, 0x0008, struct.pack("<I", 0x10000))
-    return struct.pack("<IH", 0x223E9F78, 0x0001) + version + _obj(1, 0x9003, 0x0006, props)
+    return winmail(tnef_object(1, 0x9003, 0x0006, props))  # attMAPIProps
 
 
 def mail_with_winmail(data: bytes) -> bytes:
